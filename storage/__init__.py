@@ -1,0 +1,10 @@
+"""Storage: LevelDB (through plyvel) behind a small KV protocol, and the stores built on it.
+
+One database per node, separated by key prefix (see :mod:`storage.schema`): Raft hard state
+and log, blocks with their indexes, world state and the vault. Every store works on any
+``KV``; :class:`storage.memory.MemoryKV` is the in-memory twin used by simulation, and one
+contract suite runs against both backends. A block and its state changes are written in one
+synced batch, so a node killed at any instant reopens to a consistent state.
+
+Imports: protocol only. plyvel is imported by :mod:`storage.leveldb` and nowhere else.
+"""
