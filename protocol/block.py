@@ -12,7 +12,7 @@ from __future__ import annotations
 from protocol import limits
 from protocol.codec import decode, encode, field, message
 from protocol.config import ConfigEnvelope
-from protocol.errors import DecodeError
+from protocol.errors import DecodeError, FieldError
 from protocol.hashing import merkle_root, sha256
 from protocol.transaction import Envelope
 
@@ -60,6 +60,13 @@ class Block:
     )
     metadata: BlockMetadata
 
+    def check(self) -> None:
+        size = sum(map(len, self.transactions))
+        if size > limits.BLOCK_BYTES_MAX:
+            raise FieldError(
+                "block", "transactions", f"{size} bytes over the limit {limits.BLOCK_BYTES_MAX}"
+            )
+
     @property
     def number(self) -> int:
         return self.header.number
@@ -105,7 +112,8 @@ def data_problems(block: Block) -> list[str]:
     problems = []
     if block.header.tx_count != len(block.transactions):
         problems.append(
-            f"header counts {block.header.tx_count} transactions, block has {len(block.transactions)}"
+            f"header counts {block.header.tx_count} transactions,"
+            f" block has {len(block.transactions)}"
         )
     if block.header.data_hash != data_hash_of(block.transactions):
         problems.append("data hash does not match the transactions")

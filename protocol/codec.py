@@ -8,8 +8,20 @@ nil, no extension types. :func:`decode` accepts only bytes that :func:`encode` w
 for the message it decodes to (it re-encodes and compares), so every message has exactly one
 encoding and hashes and signatures are stable across nodes.
 
+Why that comparison is enough: msgpack's packer always picks the shortest form (fixint before
+uint8, fixstr before str8, fixarray before array16, ...), strs are packed as str and bytes as
+bin, and :func:`encode` is a function of the message's field values. So if two byte strings
+decode to equal messages and both survive the comparison, they are the same bytes. Whatever
+the decoder tolerates on the way in (non-minimal ints, str8 for short strings, unsorted or
+duplicate keys, trailing bytes) therefore never gets past :func:`decode`.
+
 Field limits live in each field's metadata (``max_len``, ``exact_len``, ``min``, ``max``,
-``item_max_len``) and are checked in the constructor, so a message that exists is valid.
+``item_max_len``) and are checked in the constructor, so a message that exists is valid and
+encodable: ints lie in [-2**63, 2**64 - 1] (what msgpack can carry), strs are valid Unicode
+without lone surrogates, bytes are exactly ``bytes`` (not bytearray or memoryview).
+
+:func:`encode` is on the hot path (hashing and signing call it), so each class's field plan
+is computed once and cached.
 """
 
 from __future__ import annotations
@@ -32,6 +44,10 @@ UINT64_MAX = 2**64 - 1
 
 _KINDS: dict[str, type] = {}
 _SPECS: dict[type, tuple[_FieldSpec, ...]] = {}
+# Per class: the compiled function making a message msgpack-ready (see _plan).
+_PLANS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+# Per class: the field names, and per field None or a function making a decoded value typed.
+_READERS: dict[type, tuple[frozenset[str], tuple[tuple[str, Any], ...]]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,8 +66,8 @@ def field(
     *,
     max_len: int | None = None,
     exact_len: int | None = None,
-    min: int | None = None,  # noqa: A002 - reads naturally at the call site
-    max: int | None = None,  # noqa: A002
+    min: int | None = None,  # shadows the builtin: reads naturally at the call site
+    max: int | None = None,
     item_max_len: int | None = None,
 ) -> Any:
     """A dataclass field carrying the limits the codec checks in the constructor."""
@@ -73,7 +89,7 @@ def message(tag: str) -> Callable[[type[T]], type[T]]:
             raise LocalError(f"message tag {tag!r} registered twice")
         extra_check = getattr(cls, "check", None)
 
-        def __post_init__(self: Any) -> None:  # noqa: N807 - dataclass hook
+        def __post_init__(self: Any) -> None:
             _validate(self)
             if extra_check is not None:
                 extra_check(self)
@@ -110,9 +126,11 @@ def _specs(cls: type) -> tuple[_FieldSpec, ...]:
 
 def _spec_for(name: str, annotation: Any, meta: dict[str, Any]) -> _FieldSpec:
     if annotation is int:
-        return _FieldSpec(
-            name, "int", min_value=meta.get("min", INT64_MIN), max_value=meta.get("max", UINT64_MAX)
-        )
+        min_value = meta.get("min", INT64_MIN)
+        max_value = meta.get("max", UINT64_MAX)
+        if min_value < INT64_MIN or max_value > UINT64_MAX:
+            raise LocalError(f"field {name}: int bounds beyond what msgpack carries")
+        return _FieldSpec(name, "int", min_value=min_value, max_value=max_value)
     if annotation in (bytes, str):
         return _FieldSpec(
             name,
@@ -134,7 +152,7 @@ def _spec_for(name: str, annotation: Any, meta: dict[str, Any]) -> _FieldSpec:
         if meta.get("max_len") is None:
             raise LocalError(f"field {name}: a tuple field needs max_len")
         return _FieldSpec(name, "tuple", max_len=meta["max_len"], item=item)
-    if isinstance(annotation, type) and hasattr(annotation, "TAG"):
+    if isinstance(annotation, type) and annotation in _KINDS.values():
         return _FieldSpec(name, "message", message_type=annotation)
     if isinstance(annotation, types.UnionType) or origin is typing.Union:
         raise LocalError(f"field {name}: optional or union fields are not allowed (no nil)")
@@ -152,31 +170,43 @@ def _type_name(value: Any) -> str:
 
 
 def _check_value(kind: str, spec: _FieldSpec, where: str, value: Any) -> None:
-    if spec.kind == "int":
+    sk = spec.kind
+    if sk == "bytes":
+        if type(value) is not bytes:
+            raise FieldError(kind, where, f"expected bytes, got {_type_name(value)}")
+        _check_len(kind, where, len(value), spec)
+    elif sk == "int":
         if type(value) is not int:
             raise FieldError(kind, where, f"expected int, got {_type_name(value)}")
         if not spec.min_value <= value <= spec.max_value:
-            raise FieldError(kind, where, f"{value} outside [{spec.min_value}, {spec.max_value}]")
-    elif spec.kind in ("bytes", "str"):
-        if type(value) is not (bytes if spec.kind == "bytes" else str):
-            raise FieldError(kind, where, f"expected {spec.kind}, got {_type_name(value)}")
+            raise FieldError(kind, where, f"outside [{spec.min_value}, {spec.max_value}]")
+    elif sk == "str":
+        if type(value) is not str:
+            raise FieldError(kind, where, f"expected str, got {_type_name(value)}")
         _check_len(kind, where, len(value), spec)
-    elif spec.kind == "bool":
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldError(kind, where, "not encodable as UTF-8") from None
+    elif sk == "bool":
         if type(value) is not bool:
             raise FieldError(kind, where, f"expected bool, got {_type_name(value)}")
-    elif spec.kind == "tuple":
+    elif sk == "tuple":
         if type(value) is not tuple:
-            raise FieldError(kind, where, f"expected a sequence, got {_type_name(value)}")
+            raise FieldError(kind, where, f"expected a tuple, got {_type_name(value)}")
         _check_len(kind, where, len(value), spec)
         item = spec.item
-        if item is None:
+        if item is None:  # pragma: no cover - _spec_for always sets it
             raise LocalError(f"{kind}.{where}: tuple spec without item")
         for i, v in enumerate(value):
-            _check_value(kind, item, f"{where}[{i}]", v)
-    elif spec.kind == "message":
-        if type(value) is not spec.message_type:
-            expected = spec.message_type.TAG  # type: ignore[union-attr]
-            raise FieldError(kind, where, f"expected {expected}, got {_type_name(value)}")
+            try:
+                _check_value(kind, item, where, v)
+            except FieldError as e:
+                raise FieldError(kind, f"{where}[{i}]", e.problem) from None
+    elif sk == "message" and type(value) is not spec.message_type:
+        expected = spec.message_type.TAG  # type: ignore[union-attr]
+        raise FieldError(kind, where, f"expected {expected}, got {_type_name(value)}")
 
 
 def _check_len(kind: str, where: str, length: int, spec: _FieldSpec) -> None:
@@ -189,22 +219,38 @@ def _check_len(kind: str, where: str, length: int, spec: _FieldSpec) -> None:
 # --- encoding -------------------------------------------------------------------------------
 
 
-def _to_plain(msg: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for spec in _specs(type(msg)):  # sorted by name: canonical key order
-        out[spec.name] = _plain_value(spec, getattr(msg, spec.name))
-    return out
-
-
-def _plain_value(spec: _FieldSpec, value: Any) -> Any:
+def _plain_expr(spec: _FieldSpec, expr: str, depth: int = 0) -> str:
+    """Python source turning the value *expr* of *spec* into what msgpack packs."""
     if spec.kind == "message":
-        return _to_plain(value)
-    if spec.kind == "tuple":
-        item = spec.item
-        if item is not None and item.kind in ("message", "tuple"):
-            return [_plain_value(item, v) for v in value]
-        return list(value)
-    return value
+        return f"_to_plain({expr})"
+    if spec.kind == "tuple" and spec.item is not None:
+        var = f"v{depth}"
+        inner = _plain_expr(spec.item, var, depth + 1)
+        if inner != var:
+            return f"[{inner} for {var} in {expr}]"
+    return expr  # int, bytes, str, bool and tuples of them: msgpack packs tuples as arrays
+
+
+def _plan(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """Compile *cls*'s to-plain function once: a dict display in canonical (sorted) key order.
+
+    Generated code, as dataclasses itself does it, because encode is on the hot path and a
+    dict display beats any loop over field specs by a factor of two. Field names are Python
+    identifiers (dataclass fields), so the source is safe to build from them.
+    """
+    cached = _PLANS.get(cls)
+    if cached is not None:
+        return cached
+    items = ", ".join(f"{s.name!r}: {_plain_expr(s, 'msg.' + s.name)}" for s in _specs(cls))
+    namespace: dict[str, Any] = {"_to_plain": _to_plain}
+    exec(f"def to_plain(msg):\n    return {{{items}}}\n", namespace)
+    plan: Callable[[Any], dict[str, Any]] = namespace["to_plain"]
+    _PLANS[cls] = plan
+    return plan
+
+
+def _to_plain(msg: Any) -> dict[str, Any]:
+    return (_PLANS.get(type(msg)) or _plan(type(msg)))(msg)
 
 
 def encode(msg: Any) -> bytes:
@@ -212,7 +258,7 @@ def encode(msg: Any) -> bytes:
     tag = getattr(type(msg), "TAG", None)
     if tag is None or _KINDS.get(tag) is not type(msg):
         raise LocalError(f"not a registered message: {type(msg).__name__}")
-    return msgpack.packb([tag, _to_plain(msg)], use_bin_type=True)
+    return msgpack.packb([tag, _to_plain(msg)], use_bin_type=True)  # type: ignore[no-any-return]
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -233,18 +279,34 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed")
 
 
+def _safe_name(value: Any) -> str:
+    """A peer-supplied name fit for an error message: an identifier, or a placeholder."""
+    if type(value) is str and value.isascii() and value.isidentifier():
+        return value[: limits.ID_CHARS_MAX]
+    return f"<{_type_name(value)} key>"
+
+
 def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None = None) -> T:
     """Decode canonical bytes into a message, checking its kind against *expect* if given.
 
-    Raises OversizeError past *max_bytes* (default MESSAGE_BYTES_MAX), DecodeError for bytes
-    that are not msgpack or not canonical, UnknownTypeError for an unknown tag, and
-    FieldError for a missing, nil, extra or ill-typed field.
+    Raises OversizeError past *max_bytes* (default, and at most, MESSAGE_BYTES_MAX),
+    DecodeError for bytes that are not msgpack or not canonical, UnknownTypeError for an
+    unknown tag, and FieldError for a missing, nil, extra or ill-typed field: all of them
+    RemoteErrors. A bad *expect* or a non-bytes *raw* is the caller's bug: LocalError.
     """
-    if not isinstance(raw, (bytes, bytearray, memoryview)):
+    if expect is not None and _KINDS.get(getattr(expect, "TAG", None)) is not expect:  # type: ignore[arg-type]
+        raise LocalError(f"decode: expect is not a registered message: {expect!r}")
+    if isinstance(raw, memoryview):
+        size = raw.nbytes
+    elif isinstance(raw, (bytes, bytearray)):
+        size = len(raw)
+    else:
         raise LocalError(f"decode takes bytes, not {type(raw).__name__}")
-    limit = limits.MESSAGE_BYTES_MAX if max_bytes is None else max_bytes
-    if len(raw) > limit:
-        raise OversizeError(f"message of {len(raw)} bytes over the limit {limit}")
+    limit = limits.MESSAGE_BYTES_MAX
+    if max_bytes is not None and max_bytes < limit:
+        limit = max_bytes
+    if size > limit:
+        raise OversizeError(f"message of {size} bytes over the limit {limit}")
     raw = bytes(raw)
     try:
         obj = msgpack.unpackb(
@@ -259,14 +321,14 @@ def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None =
         raise DecodeError("duplicate map key") from None
     except DecodeError:
         raise
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, msgpack.UnpackException) as e:
+    except Exception as e:  # msgpack documents no narrower root for bad input
         raise DecodeError(f"not valid msgpack ({type(e).__name__})") from None
     if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not str:
         raise DecodeError("expected [tag, fields]")
     tag, fields = obj
     cls = _KINDS.get(tag)
     if cls is None:
-        raise UnknownTypeError(f"unknown message tag {tag[:limits.ID_CHARS_MAX]!r}")
+        raise UnknownTypeError(f"unknown message tag {_safe_name(tag)}")
     if expect is not None and cls is not expect:
         raise DecodeError(f"expected {expect.TAG}, got {tag}")  # type: ignore[attr-defined]
     msg = _from_plain(cls, fields, tag)
@@ -275,33 +337,56 @@ def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None =
     return msg  # type: ignore[no-any-return]
 
 
+def _reader(cls: type) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
+    cached = _READERS.get(cls)
+    if cached is not None:
+        return cached
+    specs = _specs(cls)
+    reader = (
+        frozenset(s.name for s in specs),
+        tuple((s.name, _typed_converter(cls.TAG, s)) for s in specs),  # type: ignore[attr-defined]
+    )
+    _READERS[cls] = reader
+    return reader
+
+
+def _typed_converter(kind: str, spec: _FieldSpec) -> Callable[[Any], Any] | None:
+    """How a decoded value of *spec* becomes the field's value, or None if it already is."""
+    if spec.kind == "message":
+        message_type = spec.message_type
+        name = spec.name
+        return lambda value: _from_plain(message_type, value, name)  # type: ignore[arg-type]
+    if spec.kind == "tuple":
+        item = spec.item
+        inner = None if item is None else _typed_converter(kind, item)
+        max_len = spec.max_len
+        name = spec.name
+
+        def to_tuple(value: Any) -> tuple[Any, ...]:
+            if type(value) is not list:
+                raise FieldError(kind, name, f"expected an array, got {_type_name(value)}")
+            if max_len is not None and len(value) > max_len:
+                raise FieldError(kind, name, f"length {len(value)} over the limit {max_len}")
+            return tuple(value) if inner is None else tuple(inner(v) for v in value)
+
+        return to_tuple
+    return None  # int, bytes, str, bool: the constructor checks the type
+
+
 def _from_plain(cls: type, fields: Any, where: str) -> Any:
     kind = cls.TAG  # type: ignore[attr-defined]
     if type(fields) is not dict:
         raise FieldError(kind, where, f"expected a map, got {_type_name(fields)}")
-    specs = _specs(cls)
-    names = {s.name for s in specs}
-    extra = [k for k in fields if k not in names]
-    if extra:
-        raise FieldError(kind, str(extra[0])[: limits.ID_CHARS_MAX], "unknown field")
+    names, converters = _READERS.get(cls) or _reader(cls)
+    if len(fields) != len(names) or not names.issuperset(fields):
+        for k in fields:
+            if k not in names:
+                raise FieldError(kind, _safe_name(k), "unknown field")
+        for name in sorted(names):
+            if name not in fields:
+                raise FieldError(kind, name, "missing")
     kwargs = {}
-    for spec in specs:
-        if spec.name not in fields:
-            raise FieldError(kind, spec.name, "missing")
-        kwargs[spec.name] = _from_plain_value(kind, spec, fields[spec.name])
+    for name, convert in converters:
+        value = fields[name]
+        kwargs[name] = value if convert is None else convert(value)
     return cls(**kwargs)
-
-
-def _from_plain_value(kind: str, spec: _FieldSpec, value: Any) -> Any:
-    if spec.kind == "message":
-        return _from_plain(spec.message_type, value, spec.name)  # type: ignore[arg-type]
-    if spec.kind == "tuple":
-        if type(value) is not list:
-            raise FieldError(kind, spec.name, f"expected an array, got {_type_name(value)}")
-        if spec.max_len is not None and len(value) > spec.max_len:
-            raise FieldError(kind, spec.name, f"length {len(value)} over the limit {spec.max_len}")
-        item = spec.item
-        if item is not None and item.kind in ("message", "tuple"):
-            return tuple(_from_plain_value(kind, item, v) for v in value)
-        return tuple(value)
-    return value

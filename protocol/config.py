@@ -98,7 +98,8 @@ class NetworkConfig:
         node_ids = [m.node_id for m in self.members]
         if len(set(node_ids)) != len(node_ids):
             raise FieldError(kind, "members", "duplicate node_id")
-        endpoints = [(m.host, p) for m in self.members for p in (m.p2p_port, m.api_port)]
+        # DNS names are case-insensitive: "Node1.example" and "node1.example" are one host.
+        endpoints = [(m.host.lower(), p) for m in self.members for p in (m.p2p_port, m.api_port)]
         if len(set(endpoints)) != len(endpoints):
             raise FieldError(kind, "members", "two members share a host and port")
         known = set(org_ids)
@@ -131,6 +132,10 @@ class ConfigUpdate:
     creator: bytes = field(max_len=_CERT)
     nonce: bytes = field(exact_len=limits.NONCE_BYTES)
     timestamp_ms: int = field(min=0)
+
+    def check(self) -> None:
+        if self.network_id != self.config.network_id:
+            raise FieldError("config_update", "network_id", "differs from config.network_id")
 
     @property
     def tx_id(self) -> bytes:

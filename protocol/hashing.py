@@ -53,5 +53,5 @@ def short_hex(digest: bytes, chars: int = 16) -> str:
     return digest.hex()[:chars]
 
 
-if limits.HASH_BYTES != hashlib.sha256().digest_size:  # pragma: no cover - import-time check
+if hashlib.sha256().digest_size != limits.HASH_BYTES:  # pragma: no cover - import-time check
     raise ImportError("protocol.limits.HASH_BYTES disagrees with SHA-256")

@@ -7,6 +7,9 @@ start-up rather than in production.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from protocol.errors import InvariantViolation
 
 KIB = 1024
@@ -25,7 +28,8 @@ PUBLIC_POINT_BYTES = 65
 
 # --- identifiers and names -----------------------------------------------------------------
 ID_CHARS_MAX = 64  # org ids, node ids, contract and function names, network id.
-NAME_CHARS_MAX = 256  # human-readable organisation names (never patient names: those stay off chain).
+# Human-readable organisation names (never patient names: those stay off chain).
+NAME_CHARS_MAX = 256
 HOST_CHARS_MAX = 253  # RFC 1035 upper bound on a DNS name.
 REASON_CHARS_MAX = 1 * KIB  # free-text status messages and validation reasons.
 
@@ -60,17 +64,41 @@ BLOCK_FRAMING_BYTES_MAX = 64 * KIB
 RECORD_BYTES_MAX = 8 * MIB  # one encrypted record in the vault (imaging goes elsewhere).
 
 
-def _check(condition: bool, relation: str) -> None:
-    if not condition:
-        raise InvariantViolation(f"protocol.limits: {relation} does not hold")
+def check_relations(values: Mapping[str, Any]) -> None:
+    """Raise InvariantViolation naming the first relation between limits that *values* break.
+
+    *values* maps limit names to numbers: this module's globals at import, or a patched copy
+    in a test that proves a broken relation is caught.
+    """
+    v = values
+
+    def need(condition: bool, relation: str) -> None:
+        if not condition:
+            raise InvariantViolation(f"protocol.limits: {relation} does not hold")
+
+    need(v["ENVELOPE_BYTES_MAX"] <= v["BLOCK_BYTES_MAX"], "an envelope fits in a block")
+    need(
+        v["BLOCK_BYTES_MAX"] + v["BLOCK_FRAMING_BYTES_MAX"] <= v["MESSAGE_BYTES_MAX"],
+        "a block fits in a frame",
+    )
+    need(
+        v["CONFIG_BYTES_MAX"] <= v["BLOCK_BYTES_MAX"],
+        "the configuration fits in the genesis block",
+    )
+    need(
+        (v["ORGS_MAX"] + v["MEMBERS_MAX"]) * v["CERTIFICATE_BYTES_MAX"] <= v["CONFIG_BYTES_MAX"],
+        "a full configuration of org CAs and member certificates fits its limit",
+    )
+    need(
+        v["RECORD_BYTES_MAX"] + v["BLOCK_FRAMING_BYTES_MAX"] <= v["MESSAGE_BYTES_MAX"],
+        "a record fits in a frame",
+    )
+    need(v["ENDORSEMENTS_MAX"] >= v["MEMBERS_MAX"], "every member can endorse")
+    need(
+        v["ENDORSEMENTS_MAX"] * (v["CERTIFICATE_BYTES_MAX"] + v["SIGNATURE_BYTES_MAX"])
+        < v["ENVELOPE_BYTES_MAX"],
+        "a full set of endorsements fits in an envelope",
+    )
 
 
-_check(ENVELOPE_BYTES_MAX <= BLOCK_BYTES_MAX, "an envelope fits in a block")
-_check(BLOCK_BYTES_MAX + BLOCK_FRAMING_BYTES_MAX <= MESSAGE_BYTES_MAX, "a block fits in a frame")
-_check(CONFIG_BYTES_MAX <= BLOCK_BYTES_MAX, "the configuration fits in the genesis block")
-_check(
-    ORGS_MAX * CERTIFICATE_BYTES_MAX + MEMBERS_MAX * CERTIFICATE_BYTES_MAX <= CONFIG_BYTES_MAX,
-    "a full configuration of org CAs and member certificates fits its limit",
-)
-_check(RECORD_BYTES_MAX + BLOCK_FRAMING_BYTES_MAX <= MESSAGE_BYTES_MAX, "a record fits in a frame")
-_check(ENDORSEMENTS_MAX >= MEMBERS_MAX, "every member can endorse")
+check_relations(globals())
