@@ -6,5 +6,10 @@ and log, blocks with their indexes, world state and the vault. Every store works
 contract suite runs against both backends. A block and its state changes are written in one
 synced batch, so a node killed at any instant reopens to a consistent state.
 
+Modules: ``kv`` (the KV and WriteBatch protocols), ``memory`` and ``leveldb`` (the two
+backends), ``schema`` (key prefixes, schema version, ``open_store``), ``blocks``, ``state``,
+``raftlog`` and ``vault`` (the stores), ``ledger`` (``commit_block`` and the ``Stores``
+bundle) and ``errors``.
+
 Imports: protocol only. plyvel is imported by :mod:`storage.leveldb` and nowhere else.
 """
