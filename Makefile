@@ -6,12 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NETWORK ?= var/local
-SEEDS ?= 10000
 
-.PHONY: run test lint unit bench sim clean deps
+.PHONY: run test lint bench clean deps
 
+# Until the ordering service exists (issue 3), the main job is: initialise the local network
+# under $(NETWORK) if it is not there yet, then verify every node's chain and show it.
 run: $(STAMP)
-	$(BIN)/medledger up --network $(NETWORK)
+	@test -f $(NETWORK)/network.toml || $(BIN)/medledger network init --profile local --out $(NETWORK)
+	$(BIN)/medledger chain verify --network $(NETWORK)
+	$(BIN)/medledger chain show --network $(NETWORK)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +37,5 @@ deps:
 $(STAMP): pyproject.toml deploy/install-debian-deps.sh
 	@bash deploy/install-debian-deps.sh
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

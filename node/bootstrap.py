@@ -1,0 +1,279 @@
+"""`medledger network init`: lay out a complete network in one directory.
+
+The ministry's root CA signs one CA per organisation; each organisation CA signs its node's
+certificate (server and client auth, SAN for the host, localhost and 127.0.0.1) and an admin
+identity. The genesis block fixes the configuration; every node's database starts with it
+committed. Layout of the output directory::
+
+    network.toml                 what the CLI reads to find the nodes
+    genesis.block                block 0, canonical bytes
+    ca/root.pem  ca/root.key     the ministry's root CA
+    orgs/ORG/ca.pem ca.key       each organisation's CA
+    orgs/ORG/admin/admin.pem admin.key
+    nodes/NODE/node.toml node.pem node.key data/
+
+Private keys are written 0600, PKCS#8, encrypted when a passphrase is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import tomli_w
+from identity.keystore import write_cert, write_private_key
+
+from identity.certs import (
+    CertificateAuthority,
+    cert_to_der,
+    create_org_ca,
+    create_root_ca,
+    issue_node_cert,
+    issue_user_cert,
+)
+from identity.keys import SigningKey
+from node.config import ListenConfig, node_config_toml
+from node.genesis import build_genesis
+from node.profile import PORTS_PER_NODE, Profile, choose_base_port
+from node.store import install_genesis, open_node_store
+from protocol import limits
+from protocol.codec import encode
+from protocol.config import MemberConfig, NetworkConfig, OrgConfig
+from protocol.errors import ConfigError
+
+NETWORK_FILE = "network.toml"
+GENESIS_FILE = "genesis.block"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeEntry:
+    """One node of an initialised network, as network.toml lists it."""
+
+    node_id: str
+    org_id: str
+    role: str
+    host: str
+    p2p_port: int
+    api_port: int
+    config: Path
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitOptions:
+    """How to initialise: where, over what, with which passphrase, at what time."""
+
+    out: Path
+    force: bool
+    now: datetime
+    passphrase: bytes | None = None
+    passphrase_env: str = ""  # the variable a node reads its passphrase from
+
+
+def prepare_out_dir(out: Path, *, force: bool) -> None:
+    """Refuse a non-empty *out* unless *force*; with force, only a former network is removed."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ConfigError(f"{out} is not empty; pass --force to replace the network there")
+        if not (out / NETWORK_FILE).is_file():
+            raise ConfigError(
+                f"{out} is not empty and holds no {NETWORK_FILE}; refusing to delete it even "
+                "with --force (choose an empty directory)"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def init_network(profile: Profile, options: InitOptions) -> list[NodeEntry]:
+    """Write a whole network for *profile* under ``options.out``; returns its nodes."""
+    out = options.out
+    prepare_out_dir(out, force=options.force)
+    secret = options.passphrase
+    now = options.now
+
+    root_key = SigningKey.generate()
+    root = CertificateAuthority(
+        create_root_ca(f"{profile.network_id} root CA", root_key, now=now), root_key
+    )
+    write_private_key(out / "ca" / "root.key", root_key, secret)
+    write_cert(out / "ca" / "root.pem", root.cert)
+
+    base = profile.base_port
+    if base is None:
+        base = choose_base_port(profile.host, len(profile.orgs), str(out.resolve()))
+
+    orgs: list[OrgConfig] = []
+    members: list[MemberConfig] = []
+    entries: list[NodeEntry] = []
+    node_keys: dict[str, tuple[SigningKey, bytes]] = {}
+    admin_keys: dict[str, tuple[SigningKey, bytes]] = {}
+    for i, spec in enumerate(profile.orgs):
+        kind = "ministry" if spec is profile.ministry else "hospital"
+        org_dir = out / "orgs" / spec.org_id
+        ca_key = SigningKey.generate()
+        ca = CertificateAuthority(
+            create_org_ca(root, spec.org_id, spec.name, ca_key.public_key, now=now), ca_key
+        )
+        write_private_key(org_dir / "ca.key", ca_key, secret)
+        write_cert(org_dir / "ca.pem", ca.cert)
+        orgs.append(
+            OrgConfig(org_id=spec.org_id, name=spec.name, kind=kind, ca_cert=cert_to_der(ca.cert))
+        )
+
+        admin_key = SigningKey.generate()
+        admin_cert = issue_user_cert(
+            ca, spec.org_id, f"admin@{spec.org_id}", "admin", admin_key.public_key, now=now
+        )
+        write_private_key(org_dir / "admin" / "admin.key", admin_key, secret)
+        write_cert(org_dir / "admin" / "admin.pem", admin_cert)
+        admin_keys[spec.org_id] = (admin_key, cert_to_der(admin_cert))
+
+        node_dir = out / "nodes" / spec.node_id
+        node_key = SigningKey.generate()
+        hosts = _node_hosts(profile.host)
+        node_cert = issue_node_cert(
+            ca, spec.org_id, spec.node_id, node_key.public_key, hosts, now=now
+        )
+        write_private_key(node_dir / "node.key", node_key, secret)
+        write_cert(node_dir / "node.pem", node_cert)
+        node_keys[spec.node_id] = (node_key, cert_to_der(node_cert))
+
+        listen = ListenConfig(
+            host=profile.host,
+            p2p_port=base + PORTS_PER_NODE * i,
+            api_port=base + PORTS_PER_NODE * i + 1,
+        )
+        role = "orderer" if kind == "ministry" else "peer"
+        (node_dir / "node.toml").write_text(
+            node_config_toml(
+                node_id=spec.node_id,
+                org_id=spec.org_id,
+                role=role,
+                network_id=profile.network_id,
+                listen=listen,
+                key_passphrase_env=options.passphrase_env if secret else "",
+            ),
+            encoding="utf-8",
+        )
+        members.append(
+            MemberConfig(
+                node_id=spec.node_id,
+                org_id=spec.org_id,
+                host=profile.host,
+                p2p_port=listen.p2p_port,
+                api_port=listen.api_port,
+                node_cert=cert_to_der(node_cert),
+                endorser=kind == "hospital",
+            )
+        )
+        entries.append(
+            NodeEntry(
+                spec.node_id,
+                spec.org_id,
+                role,
+                profile.host,
+                listen.p2p_port,
+                listen.api_port,
+                node_dir / "node.toml",
+            )
+        )
+
+    config = NetworkConfig(
+        network_id=profile.network_id,
+        sequence=0,
+        root_ca=cert_to_der(root.cert),
+        orgs=tuple(orgs),
+        members=tuple(members),
+        endorsement_rule="2f+1",
+        batch=profile.batch,
+        contracts=(),
+    )
+    admin_key, admin_der = admin_keys[profile.ministry.org_id]
+    signer_key, signer_der = node_keys[profile.ministry.node_id]
+    genesis = build_genesis(
+        config,
+        admin_key=admin_key,
+        admin_cert_der=admin_der,
+        signer_key=signer_key,
+        signer_cert_der=signer_der,
+        timestamp_ms=int(now.timestamp() * 1000),
+        nonce=os.urandom(limits.NONCE_BYTES),
+    )
+    (out / GENESIS_FILE).write_bytes(encode(genesis))
+    for entry in entries:
+        with open_node_store(entry.config.parent / "data", create=True) as store:
+            install_genesis(store, genesis)
+    _write_network_file(out, profile, entries)
+    return entries
+
+
+def _node_hosts(host: str) -> list[str]:
+    hosts = [host, "localhost", "127.0.0.1"]
+    return list(dict.fromkeys(hosts))
+
+
+def _write_network_file(out: Path, profile: Profile, entries: list[NodeEntry]) -> None:
+    doc = {
+        "network_id": profile.network_id,
+        "profile": profile.name,
+        "genesis": GENESIS_FILE,
+        "nodes": [
+            {
+                "id": e.node_id,
+                "org": e.org_id,
+                "role": e.role,
+                "host": e.host,
+                "p2p_port": e.p2p_port,
+                "api_port": e.api_port,
+                "config": str(e.config.relative_to(out)),
+            }
+            for e in entries
+        ],
+    }
+    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+
+
+def load_network(out: Path) -> list[NodeEntry]:
+    """The nodes of the network initialised in *out* (ConfigError if there is none)."""
+    import tomllib
+
+    path = out / NETWORK_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{out}: no network here (run `medledger network init`)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    entries = []
+    for i, node in enumerate(data.get("nodes", [])):
+        try:
+            entries.append(
+                NodeEntry(
+                    node_id=str(node["id"]),
+                    org_id=str(node["org"]),
+                    role=str(node["role"]),
+                    host=str(node["host"]),
+                    p2p_port=int(node["p2p_port"]),
+                    api_port=int(node["api_port"]),
+                    config=out / str(node["config"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: field nodes[{i}] is incomplete") from None
+    if not entries:
+        raise ConfigError(f"{path}: field nodes lists no node")
+    return entries
+
+
+def is_ip(host: str) -> bool:
+    """Whether *host* is an IP address literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
