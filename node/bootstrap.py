@@ -18,14 +18,13 @@ Private keys are written 0600, PKCS#8, encrypted when a passphrase is given.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import shutil
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
 import tomli_w
-from identity.keystore import write_cert, write_private_key
 
 from identity.certs import (
     CertificateAuthority,
@@ -36,6 +35,7 @@ from identity.certs import (
     issue_user_cert,
 )
 from identity.keys import SigningKey
+from identity.keystore import write_cert, write_private_key
 from node.config import ListenConfig, node_config_toml
 from node.genesis import build_genesis
 from node.profile import PORTS_PER_NODE, Profile, choose_base_port
@@ -240,8 +240,6 @@ def _write_network_file(out: Path, profile: Profile, entries: list[NodeEntry]) -
 
 def load_network(out: Path) -> list[NodeEntry]:
     """The nodes of the network initialised in *out* (ConfigError if there is none)."""
-    import tomllib
-
     path = out / NETWORK_FILE
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -269,11 +267,3 @@ def load_network(out: Path) -> list[NodeEntry]:
         raise ConfigError(f"{path}: field nodes lists no node")
     return entries
 
-
-def is_ip(host: str) -> bool:
-    """Whether *host* is an IP address literal."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
