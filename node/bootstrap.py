@@ -266,4 +266,3 @@ def load_network(out: Path) -> list[NodeEntry]:
     if not entries:
         raise ConfigError(f"{path}: field nodes lists no node")
     return entries
-
