@@ -10,6 +10,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
+from protocol.ordering import ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -34,6 +35,7 @@ __all__ = [
     "ContractPin",
     "Endorsement",
     "Envelope",
+    "ForwardEnvelope",
     "KVRead",
     "KVWrite",
     "MemberConfig",

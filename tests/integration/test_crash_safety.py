@@ -60,6 +60,9 @@ def _problems(db: Path, verified_height: int = 0) -> tuple[int, list[str]]:
     Blocks below *verified_height* were checked after an earlier kill and are skipped; the
     block before it is re-checked so the chain links up. verified_height=0 checks everything.
     """
+    if not (db / "CURRENT").is_file():
+        # Killed before LevelDB created the database: nothing was written, nothing to check.
+        return 0, []
     kv = LevelDBKV(db, create_if_missing=False)
     try:
         stores = schema.open_store(kv)

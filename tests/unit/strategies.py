@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from protocol import limits
 from protocol.block import Block, BlockHeader, BlockMetadata, make_header
-from protocol.codec import INT64_MIN, UINT64_MAX, encode, kinds
+from protocol.codec import INT64_MIN, UINT64_MAX, encode
 from protocol.config import (
     ENDORSEMENT_RULES,
     BatchConfig,
@@ -36,6 +36,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
+from protocol.ordering import ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -246,6 +247,11 @@ def blocks(draw: st.DrawFn, max_txs: int = 3) -> Block:
     return Block(header=header, transactions=txs, metadata=metadata)
 
 
+forward_envelopes = st.builds(
+    ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
+)
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
@@ -269,6 +275,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     BlockHeader: block_headers,
     BlockMetadata: block_metadatas,
     Block: blocks(),
+    ForwardEnvelope: forward_envelopes,
 }
 
 
@@ -279,7 +286,7 @@ def strategy_for(cls: type) -> st.SearchStrategy[Any]:
 
 def messages() -> st.SearchStrategy[Any]:
     """Any message of any registered kind."""
-    return st.one_of(*(STRATEGIES[cls] for cls in sorted(kinds().values(), key=_tag)))
+    return st.one_of(*(STRATEGIES[cls] for cls in sorted(STRATEGIES, key=_tag)))
 
 
 def _tag(cls: type) -> str:

@@ -1,0 +1,141 @@
+"""The client API of a node: JSON over HTTPS (server-authenticated TLS), served by aiohttp.
+
+Routes::
+
+    GET  /healthz                 liveness and readiness (a leader is known)
+    POST /v1/envelopes            submit a signed envelope (canonical msgpack body);
+                                  answers once it is in a committed block
+    GET  /v1/raft/status          this node's Raft view
+    GET  /v1/chain                height and tip hash
+    GET  /v1/blocks/{number}      one block's canonical bytes
+
+Bad input gets a 4xx with a one-line reason and never a payload echo; the node keeps
+serving. The service behind the routes is any object with the :class:`OrderingService`
+shape, so the API can be tested without Raft.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from node.logs import event
+from protocol import limits
+from protocol.errors import LocalError, OversizeError, RemoteError
+
+log = logging.getLogger("medledger.api")
+
+
+class NotLeaderError(LocalError):
+    """No leader is known right now; the client should retry."""
+
+
+class SubmitTimeoutError(LocalError):
+    """The envelope was accepted but did not commit in time; its outcome is unknown."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Committed:
+    """Where a submitted envelope landed."""
+
+    tx_id: bytes
+    block_number: int
+    tx_index: int
+    duplicate: bool  # it had been committed before this submission
+
+
+class OrderingService(Protocol):
+    """What the API needs from the node."""
+
+    node_id: str
+
+    async def submit(self, raw: bytes) -> Committed: ...
+
+    def raft_status(self) -> dict[str, Any]: ...
+
+    def chain_info(self) -> dict[str, Any]: ...
+
+    def block_bytes(self, number: int) -> bytes | None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+SERVICE_KEY = web.AppKey("service", OrderingService)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = request.app[SERVICE_KEY].health()
+    return web.json_response(health, status=200 if health.get("serving") else 503)
+
+
+async def submit(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    too_big = f"envelope over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
+    if request.content_length is not None and request.content_length > limits.ENVELOPE_BYTES_MAX:
+        event(log, logging.INFO, "api.refused", reason="oversize", size=request.content_length)
+        return _error(413, too_big)
+    try:
+        raw = await request.read()  # bounded by the app's client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        event(log, logging.INFO, "api.refused", reason="oversize", size=-1)
+        return _error(413, too_big)
+    if len(raw) > limits.ENVELOPE_BYTES_MAX:
+        event(log, logging.INFO, "api.refused", reason="oversize", size=len(raw))
+        return _error(413, too_big)
+    try:
+        result = await service.submit(raw)
+    except OversizeError as e:
+        return _error(413, str(e))
+    except RemoteError as e:
+        event(log, logging.INFO, "api.refused", reason=type(e).__name__, size=len(raw))
+        return _error(400, str(e))
+    except NotLeaderError as e:
+        return _error(503, str(e))
+    except SubmitTimeoutError as e:
+        return _error(504, str(e))
+    return web.json_response(
+        {
+            "tx_id": result.tx_id.hex(),
+            "block": result.block_number,
+            "index": result.tx_index,
+            "duplicate": result.duplicate,
+        }
+    )
+
+
+async def raft_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE_KEY].raft_status())
+
+
+async def chain_info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE_KEY].chain_info())
+
+
+async def block(request: web.Request) -> web.Response:
+    try:
+        number = int(request.match_info["number"])
+    except ValueError:
+        return _error(400, "block number must be an integer")
+    raw = request.app[SERVICE_KEY].block_bytes(number) if number >= 0 else None
+    if raw is None:
+        return _error(404, f"no block {number}")
+    return web.Response(body=raw, content_type="application/msgpack")
+
+
+def build_api_app(service: OrderingService) -> web.Application:
+    """The aiohttp application serving the client API for *service*."""
+    app = web.Application(client_max_size=limits.ENVELOPE_BYTES_MAX + limits.KIB)
+    app[SERVICE_KEY] = service
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/envelopes", submit)
+    app.router.add_get("/v1/raft/status", raft_status)
+    app.router.add_get("/v1/chain", chain_info)
+    app.router.add_get("/v1/blocks/{number}", block)
+    return app

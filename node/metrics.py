@@ -1,0 +1,33 @@
+"""Named integer counters: what the node counts (dropped frames, refused peers, ...).
+
+Deliberately tiny: a counter springs into existence at its first increment, and
+:meth:`Metrics.snapshot` copies them all for ``/metrics``, ``raft status`` and tests. One
+instance per node, touched only from the event loop thread, so no locking.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import LocalError
+
+
+class Metrics:
+    """A registry of monotonically increasing integer counters, by name."""
+
+    __slots__ = ("_counters",)
+
+    def __init__(self) -> None:
+        self._counters: dict[str, int] = {}
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        """Add *amount* (a non-negative int) to the counter *name*."""
+        if type(amount) is not int or amount < 0:
+            raise LocalError(f"counter {name}: increment must be a non-negative int")
+        self._counters[name] = self._counters.get(name, 0) + amount
+
+    def value(self, name: str) -> int:
+        """The counter's current value (0 if it was never incremented)."""
+        return self._counters.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter's value, sorted by name (a copy)."""
+        return dict(sorted(self._counters.items()))

@@ -1,0 +1,20 @@
+"""Messages between ordering-service members that are not Raft's own.
+
+A member that is not the leader forwards each envelope a client submitted to it with
+:class:`ForwardEnvelope`; the leader checks it again, cuts it into a block and the member
+answers its client once the block is applied locally.
+"""
+
+from __future__ import annotations
+
+from protocol import limits
+from protocol.codec import field, message
+
+
+@message("forward_envelope")
+class ForwardEnvelope:
+    """An envelope a member received from a client, forwarded to the leader it knows."""
+
+    sender: str = field(max_len=limits.ID_CHARS_MAX)
+    recipient: str = field(max_len=limits.ID_CHARS_MAX)
+    envelope: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)
