@@ -10,7 +10,20 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ForwardEnvelope
+from protocol.ordering import BlockBatch, ChainPoint, ForwardEnvelope
+from protocol.raft import (
+    AppendEntries,
+    AppendResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    MembershipChange,
+    RaftEntry,
+    RaftSnapshot,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+)
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -25,10 +38,23 @@ from protocol.transaction import (
 )
 
 __all__ = [
+    "AppendEntries",
+    "AppendResponse",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "InstallSnapshot",
+    "MembershipChange",
+    "RaftEntry",
+    "RaftSnapshot",
+    "TimeoutNow",
+    "VoteRequest",
+    "VoteResponse",
     "BatchConfig",
     "Block",
+    "BlockBatch",
     "BlockHeader",
     "BlockMetadata",
+    "ChainPoint",
     "ConfigEnvelope",
     "ConfigUpdate",
     "ContractEvent",

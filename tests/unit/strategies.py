@@ -36,7 +36,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ForwardEnvelope
+from protocol.ordering import BlockBatch, ChainPoint, ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -49,6 +49,7 @@ from protocol.transaction import (
     SignedProposal,
     Transaction,
 )
+from tests.sim.raft_strategies import RAFT_STRATEGIES
 
 __all__ = [
     "STRATEGIES",
@@ -247,6 +248,10 @@ def blocks(draw: st.DrawFn, max_txs: int = 3) -> Block:
     return Block(header=header, transactions=txs, metadata=metadata)
 
 
+chain_points = st.builds(ChainPoint, height=st.integers(1, UINT64_MAX), tip=hashes)
+block_batches = st.builds(
+    BlockBatch, start=st.integers(0, UINT64_MAX), blocks=_tuples(short_bytes)
+)
 forward_envelopes = st.builds(
     ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
 )
@@ -276,7 +281,13 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     BlockMetadata: block_metadatas,
     Block: blocks(),
     ForwardEnvelope: forward_envelopes,
+    ChainPoint: chain_points,
+    BlockBatch: block_batches,
 }
+
+
+# The Raft wire messages' strategies live beside the simulator that also uses them.
+STRATEGIES.update(RAFT_STRATEGIES)
 
 
 def strategy_for(cls: type) -> st.SearchStrategy[Any]:
