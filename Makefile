@@ -6,15 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NETWORK ?= var/local
+SEEDS ?= 10000
 
-.PHONY: run test lint bench clean deps
+.PHONY: run test lint bench bench-raft sim clean deps
 
-# Until the ordering service exists (issue 3), the main job is: initialise the local network
-# under $(NETWORK) if it is not there yet, then verify every node's chain and show it.
+# The local network: the ministry's orderer and four hospital peers as five processes on
+# 127.0.0.1 over mutual TLS (initialised under $(NETWORK) on first use). Ctrl-C stops them.
 run: $(STAMP)
-	@test -f $(NETWORK)/network.toml || $(BIN)/medledger network init --profile local --out $(NETWORK)
-	$(BIN)/medledger chain verify --network $(NETWORK)
-	$(BIN)/medledger chain show --network $(NETWORK)
+	$(BIN)/medledger up --network $(NETWORK)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,6 +26,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/floors.py
+
+# The ordering service against etcd (installs Debian's etcd-server if missing).
+bench-raft: $(STAMP)
+	$(BIN)/python bench/raft_vs_etcd.py
+
+# Deep deterministic simulation of the Raft core: SEEDS seeds (make test runs 500).
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim.run --seeds $(SEEDS)
 
 clean:
 	rm -rf $(VENV) var

@@ -14,6 +14,7 @@ from identity.certs import cert_from_der
 from identity.validate import subject_fields
 from node.bootstrap import GENESIS_FILE, load_network
 from node.chain_audit import ChainReport, audit_chain
+from node.client import NodeClient, network_ssl_context
 from node.config import load_node_config
 from node.store import open_node_store
 from protocol.errors import MedledgerError
@@ -135,14 +136,22 @@ def _signer_name(der: bytes) -> str:
 @chain.command("verify")
 @_network_option
 @_data_option
-@click.option("--node", default=None, help="Only this node of --network (default: every node).")
+@click.option(
+    "--node",
+    default=None,
+    help="Only this node of --network, by id, or a running node's API URL "
+    "(https://HOST:PORT; trust and genesis come from --network).",
+)
 @_json_option
 def verify(network: Path, data: Path | None, node: str | None, as_json: bool) -> None:
     """Verify hash chain, data hashes and signatures; non-zero exit names the first bad block."""
     results: list[tuple[NodeData, ChainReport]] = []
     try:
-        for target in _targets(network, data, node):
-            results.append((target, _audit(target)))
+        if node is not None and node.startswith(("https://", "http://")):
+            results.append((NodeData(node, Path(), None), _audit_remote(network, node)))
+        else:
+            for target in _targets(network, data, node):
+                results.append((target, _audit(target)))
     except MedledgerError as e:
         fail(str(e))
     tips = {r.tip_hash for _, r in results if r.ok}
@@ -198,3 +207,14 @@ def _audit(target: NodeData) -> ChainReport:
             fail(f"{target.genesis}: cannot read the network's genesis block")
     with open_node_store(target.data_dir) as store:
         return audit_chain(store.blocks.height, store.blocks.get_raw, genesis_bytes=genesis)
+
+
+def _audit_remote(network: Path, url: str) -> ChainReport:
+    """Audit a running node's chain over its API, against *network*'s genesis and CAs."""
+    client = NodeClient(url, network_ssl_context(network))
+    height = int(client.chain_info()["height"])
+    try:
+        genesis = (network / GENESIS_FILE).read_bytes()
+    except OSError:
+        fail(f"{network / GENESIS_FILE}: cannot read the network's genesis block")
+    return audit_chain(height, client.block_bytes, genesis_bytes=genesis)

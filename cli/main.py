@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.chain import chain
+from cli.cluster import down, node_group, raft_group, submit, up
 from cli.errors import fail
 from node.bootstrap import InitOptions, init_network
 from node.profile import load_profile
@@ -126,7 +127,8 @@ def network_init(profile: str, out: Path, force: bool, passphrase_env: str, as_j
         )
 
 
-cli.add_command(chain)
+for command in (chain, up, down, node_group, raft_group, submit):
+    cli.add_command(command)
 
 
 def main() -> None:

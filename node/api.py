@@ -8,6 +8,7 @@ Routes::
     GET  /v1/raft/status          this node's Raft view
     GET  /v1/chain                height and tip hash
     GET  /v1/blocks/{number}      one block's canonical bytes
+    GET  /metrics                 counters, Prometheus text format
 
 Bad input gets a 4xx with a one-line reason and never a payload echo; the node keeps
 serving. The service behind the routes is any object with the :class:`OrderingService`
@@ -61,6 +62,8 @@ class OrderingService(Protocol):
     def block_bytes(self, number: int) -> bytes | None: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    def metrics_snapshot(self) -> dict[str, int]: ...
 
 
 SERVICE_KEY = web.AppKey("service", OrderingService)
@@ -129,11 +132,21 @@ async def block(request: web.Request) -> web.Response:
     return web.Response(body=raw, content_type="application/msgpack")
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Counters in the Prometheus text exposition format."""
+    lines = []
+    for name, value in sorted(request.app[SERVICE_KEY].metrics_snapshot().items()):
+        lines.append(f"# TYPE medledger_{name} counter")
+        lines.append(f"medledger_{name} {value}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 def build_api_app(service: OrderingService) -> web.Application:
     """The aiohttp application serving the client API for *service*."""
     app = web.Application(client_max_size=limits.ENVELOPE_BYTES_MAX + limits.KIB)
     app[SERVICE_KEY] = service
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/envelopes", submit)
     app.router.add_get("/v1/raft/status", raft_status)
     app.router.add_get("/v1/chain", chain_info)

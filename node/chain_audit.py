@@ -21,7 +21,7 @@ from node.genesis import genesis_envelope
 from protocol.block import GENESIS_PREVIOUS_HASH, Block, data_problems, decode_tx
 from protocol.codec import decode, encode
 from protocol.config import NetworkConfig
-from protocol.errors import RemoteError
+from protocol.errors import IntegrityError, RemoteError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,8 +39,8 @@ class ChainReport:
         return self.bad_block is None
 
 
-class _Bad(Exception):
-    pass
+class BlockRejected(IntegrityError):
+    """A block that fails verification; the message says why."""
 
 
 def audit_chain(
@@ -54,19 +54,19 @@ def audit_chain(
         try:
             raw = raw_block(number)
             if raw is None:
-                raise _Bad("missing from the store")
+                raise BlockRejected("missing from the store")
             block = _decode_block(raw)
             if number == 0:
                 if genesis_bytes is not None and raw != genesis_bytes:
-                    raise _Bad("differs from the network's genesis block")
+                    raise BlockRejected("differs from the network's genesis block")
                 config = _check_genesis(block)
                 trust = TrustStore(
                     cert_from_der(config.root_ca), [cert_from_der(o.ca_cert) for o in config.orgs]
                 )
             if trust is None or config is None:  # unreachable: block 0 sets both
-                raise _Bad("no genesis configuration")
-            _check_block(block, number, previous_hash, trust, config)
-        except _Bad as e:
+                raise BlockRejected("no genesis configuration")
+            check_block(block, number, previous_hash, trust, config)
+        except BlockRejected as e:
             return ChainReport(height, number, _hex_or_none(previous_hash, number), number, str(e))
         except RemoteError as e:
             return ChainReport(height, number, _hex_or_none(previous_hash, number), number, str(e))
@@ -82,7 +82,7 @@ def _decode_block(raw: bytes) -> Block:
     try:
         return decode(raw, Block)
     except RemoteError as e:
-        raise _Bad(f"does not decode: {e}") from None
+        raise BlockRejected(f"does not decode: {e}") from None
 
 
 def _check_genesis(block: Block) -> NetworkConfig:
@@ -95,35 +95,37 @@ def _check_genesis(block: Block) -> NetworkConfig:
     creator = trust.validate(update.creator, at=_at(update.timestamp_ms), purpose=Purpose.SIGNING)
     org = config.org(creator.org_id)
     if org is None or org.kind != "ministry" or creator.role != "admin":
-        raise _Bad("the genesis configuration is not signed by a ministry admin")
+        raise BlockRejected("the genesis configuration is not signed by a ministry admin")
     creator.public_key.verify(encode(update), envelope.signature)
     if update.network_id != config.network_id:
-        raise _Bad("the genesis configuration names another network")
+        raise BlockRejected("the genesis configuration names another network")
     return config
 
 
-def _check_block(
+def check_block(
     block: Block, number: int, previous_hash: bytes, trust: TrustStore, config: NetworkConfig
 ) -> None:
+    """Verify one non-genesis block at height *number* after *previous_hash*
+    (BlockRejected or another RemoteError if it fails)."""
     header = block.header
     if header.number != number:
-        raise _Bad(f"stored at height {number} but numbered {header.number}")
+        raise BlockRejected(f"stored at height {number} but numbered {header.number}")
     if header.previous_hash != previous_hash:
-        raise _Bad("previous_hash does not match the previous block's hash")
+        raise BlockRejected("previous_hash does not match the previous block's hash")
     problems = data_problems(block)
     if problems:
-        raise _Bad("; ".join(problems))
+        raise BlockRejected("; ".join(problems))
     for index, raw_tx in enumerate(block.transactions):
         try:
             decode_tx(raw_tx)
         except RemoteError as e:
-            raise _Bad(f"transaction {index} does not decode: {e}") from None
+            raise BlockRejected(f"transaction {index} does not decode: {e}") from None
     signer = trust.validate(
         block.metadata.signer, at=_at(header.timestamp_ms), purpose=Purpose.SIGNING
     )
     member = config.member(signer.subject_id)
     if signer.role != "node" or member is None or member.org_id != signer.org_id:
-        raise _Bad("signed by a certificate that is not a member node's")
+        raise BlockRejected("signed by a certificate that is not a member node's")
     signer.public_key.verify(encode(header), block.metadata.signature)
 
 

@@ -43,6 +43,21 @@ class TlsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RaftTuning:
+    """When the node compacts its Raft log into a snapshot (the optional [raft] table)."""
+
+    # etcd snapshots every 10,000 applied entries (--snapshot-count 10000 before v3.6).
+    snapshot_interval_entries: int = 10_000
+    # ... and keeps 5,000 entries behind the snapshot so a follower that is only a little
+    # behind catches up from the log rather than from a snapshot; our entries are blocks,
+    # so fewer suffice.
+    snapshot_catchup_entries: int = 1_000
+
+
+_RAFT_DEFAULTS = RaftTuning()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything one node needs to start."""
 
@@ -57,6 +72,7 @@ class NodeConfig:
     tls: TlsConfig
     log_file: Path
     log_level: str
+    raft: RaftTuning = RaftTuning()
 
     def key_passphrase(self) -> bytes | None:
         """The node key's passphrase from the environment, or None if the key is not encrypted."""
@@ -113,6 +129,15 @@ class _Reader:
             raise ConfigError(f"{self.path}: field {dotted} must be a port number 1-65535")
         return value
 
+    def optional_count(self, dotted: str, default: int, minimum: int) -> int:
+        try:
+            value = self._get(dotted)
+        except ConfigError:
+            return default
+        if type(value) is not int or value < minimum:
+            raise ConfigError(f"{self.path}: field {dotted} must be an integer >= {minimum}")
+        return value
+
     def path_field(self, dotted: str) -> Path:
         value = Path(self.string(dotted))
         return value if value.is_absolute() else (self.path.parent / value)
@@ -154,6 +179,14 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         ),
         log_file=r.path_field("log.file"),
         log_level=r.string("log.level", choices=LOG_LEVELS),
+        raft=RaftTuning(
+            snapshot_interval_entries=r.optional_count(
+                "raft.snapshot_interval_entries", _RAFT_DEFAULTS.snapshot_interval_entries, 1
+            ),
+            snapshot_catchup_entries=r.optional_count(
+                "raft.snapshot_catchup_entries", _RAFT_DEFAULTS.snapshot_catchup_entries, 0
+            ),
+        ),
     )
 
 

@@ -195,3 +195,21 @@ class PeerAuthenticator:
         if self._member_certs.get(identity.subject_id) != cert_der:
             raise CertificateError("certificate is not a current member's node certificate")
         return identity
+
+
+def api_server_context(cert: Path, key: Path, passphrase: bytes | None) -> ssl.SSLContext:
+    """The client API's server context: the node's certificate, no client certificate asked.
+
+    Clients authenticate by signing what they submit, not at the TLS layer, so browsers and
+    the CLI can call the API with only the network's CAs as trust.
+    """
+    read_signing_key(key, passphrase)  # a clear ConfigError naming the path, never a prompt
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key, password=passphrase if passphrase is not None else b"")
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"{cert}, {key}: cannot load the TLS certificate and key ({exc})"
+        ) from None
+    return ctx

@@ -205,6 +205,8 @@ class Transport:
         self._client_ctx = client_ctx
         self._auth = authenticator
         self._on_message = on_message
+        # Fault injection for partition tests (see node.daemon): drop every frame both ways.
+        self.isolated = False
         self._rng = rng if rng is not None else random.Random()
         self._backoff_ms_min = backoff_ms_min
         self._backoff_ms_max = backoff_ms_max
@@ -278,6 +280,9 @@ class Transport:
         sender = getattr(msg, "sender", None)
         if sender != self.node_id:
             raise LocalError("send: the message's sender is not this node")
+        if self.isolated:
+            self.metrics.inc("p2p_out_dropped_isolated")
+            return
         peer = self._peers.get(getattr(msg, "recipient", None))  # type: ignore[arg-type]
         if peer is None:
             self.metrics.inc("p2p_out_dropped_unknown_peer")
@@ -368,6 +373,9 @@ class Transport:
 
     def _accept_frame(self, peer_id: str, data: bytes) -> str | None:
         """Deliver one binary frame; returns the drop reason, or None if it was delivered."""
+        if self.isolated:
+            self.metrics.inc("p2p_in_dropped_isolated")  # an injected fault, not the peer's
+            return None
         try:
             msg = codec.decode(data)
         except OversizeError:

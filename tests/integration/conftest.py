@@ -7,8 +7,10 @@ transports from them); a test that changes files copies the directory first.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +20,9 @@ from node.profile import load_profile
 from protocol.block import Block
 from protocol.codec import decode
 from protocol.config import NetworkConfig
+
+if TYPE_CHECKING:
+    from tests.integration.cluster import Cluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +69,16 @@ def local_network(tmp_path_factory: pytest.TempPathFactory) -> InitialisedNetwor
 def foreign_network(tmp_path_factory: pytest.TempPathFactory) -> InitialisedNetwork:
     """A second, unrelated network of the same shape: another root CA, same node ids."""
     return init_local_network(tmp_path_factory.mktemp("foreign") / "net")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A running local network (five node processes) with a leader; stopped afterwards."""
+    from tests.integration.cluster import Cluster  # it imports this module
+
+    c = Cluster(init_local_network(tmp_path / "net"))
+    try:
+        c.leader()
+        yield c
+    finally:
+        c.stop()

@@ -101,3 +101,14 @@ def test_auto_ports_are_free_and_differ_by_directory() -> None:
     assert a != b
     assert ports_free("127.0.0.1", range(a, a + 10))
     assert choose_base_port("127.0.0.1", 5, "/tmp/network-a") == a
+
+
+def test_raft_tuning_defaults_and_overrides(tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, GOOD))
+    assert config.raft.snapshot_interval_entries == 10_000
+    assert config.raft.snapshot_catchup_entries == 1_000
+    tuned = GOOD + "\n[raft]\nsnapshot_interval_entries = 20\nsnapshot_catchup_entries = 0\n"
+    config = load_node_config(write(tmp_path, tuned))
+    assert (config.raft.snapshot_interval_entries, config.raft.snapshot_catchup_entries) == (20, 0)
+    with pytest.raises(ConfigError, match=r"raft\.snapshot_interval_entries"):
+        load_node_config(write(tmp_path, GOOD + "\n[raft]\nsnapshot_interval_entries = 0\n"))

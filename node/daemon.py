@@ -1,0 +1,186 @@
+"""`medledger node start`: the composition root of one node.
+
+Loads the configuration, opens the node's database (installing the genesis block into an
+empty one), and wires one subsystem per helper: TLS and the member transport, the ordering
+service, the p2p site (mutual TLS) and the client API site (server TLS). Runs until SIGTERM
+or SIGINT, then stops accepting, stops the loop and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from identity.certs import cert_to_der
+from identity.keystore import read_cert, read_signing_key
+from node.api import build_api_app
+from node.catchup import add_block_routes, catch_up
+from node.config import NodeConfig, load_node_config
+from node.genesis import CONFIG_KEY, CONFIG_NAMESPACE, genesis_envelope
+from node.logs import event, setup_logging
+from node.metrics import Metrics
+from node.ordering import OrderingNode
+from node.store import install_genesis, open_node_store
+from node.tls import PeerAuthenticator, api_server_context, node_tls_contexts, trust_store
+from node.transport import Transport, start_tls_site
+from protocol.block import Block
+from protocol.codec import decode
+from protocol.config import NetworkConfig
+from protocol.errors import ConfigError, RemoteError
+from protocol.ordering import ChainPoint
+from storage.ledger import Stores
+
+log = logging.getLogger("medledger.node")
+
+# Test hook: with this set to 1, SIGUSR1 cuts the node off from every member (frames dropped
+# both ways, client API still up) and SIGUSR2 heals it. Never set in production.
+FAULT_SIGNALS_ENV = "MEDLEDGER_FAULT_SIGNALS"
+
+
+def run_node(config_path: Path) -> None:
+    """Run the node configured in *config_path* until it is told to stop."""
+    config = load_node_config(config_path)
+    setup_logging(config.node_id, config.log_file, config.log_level)
+    with open_node_store(config.data_dir, create=True) as stores:
+        network = _prepare_chain(config, stores)
+        asyncio.run(_serve(config, network, stores))
+
+
+def _prepare_chain(config: NodeConfig, stores: Stores) -> NetworkConfig:
+    """Check (or install) the genesis block and return the current network configuration."""
+    try:
+        genesis_raw = config.genesis.read_bytes()
+        genesis = decode(genesis_raw, Block)
+        genesis_envelope(genesis)
+    except OSError as e:
+        raise ConfigError(
+            f"{config.genesis}: cannot read the genesis block ({e.strerror})"
+        ) from None
+    except RemoteError as e:
+        raise ConfigError(f"{config.genesis}: not a genesis block ({e})") from None
+    if stores.blocks.height == 0:
+        install_genesis(stores, genesis)
+    elif stores.blocks.get_raw(0) != genesis_raw:
+        raise ConfigError(f"{config.data_dir}: the chain here starts with another genesis block")
+    stored = stores.state.get(CONFIG_NAMESPACE, CONFIG_KEY)
+    if stored is None:
+        raise ConfigError(f"{config.data_dir}: no network configuration in the world state")
+    network = decode(stored[0], NetworkConfig)
+    if network.network_id != config.network_id:
+        raise ConfigError(f"{config.path}: field node.network_id does not match the chain")
+    member = network.member(config.node_id)
+    if member is None:
+        raise ConfigError(f"{config.path}: node {config.node_id} is not a member of the network")
+    return network
+
+
+async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> None:
+    metrics = Metrics()
+    passphrase = config.key_passphrase()
+    key = read_signing_key(config.tls.key, passphrase)
+    cert_der = cert_to_der(read_cert(config.tls.cert))
+    ordering = OrderingNode(
+        node_id=config.node_id,
+        network=network,
+        stores=stores,
+        trust=trust_store(network),
+        key=key,
+        cert_der=cert_der,
+        metrics=metrics,
+        tuning=config.raft,
+    )
+    tls = node_tls_contexts(config, network)
+    transport = Transport(
+        config.node_id,
+        {m.node_id: (m.host, m.p2p_port) for m in network.members if m.node_id != config.node_id},
+        server_ctx=tls.server,
+        client_ctx=tls.client,
+        authenticator=PeerAuthenticator.from_network(network),
+        on_message=ordering.on_message,
+        metrics=metrics,
+    )
+    ordering.send = transport.send
+    ordering.connected_peers = transport.connected_peers
+    ordering.catch_up = functools.partial(
+        _catch_up, ordering, stores, network, tls.client, config.node_id
+    )
+
+    p2p_app = web.Application()
+    transport.add_routes(p2p_app)
+    add_block_routes(p2p_app, stores, PeerAuthenticator.from_network(network))
+    p2p_runner = web.AppRunner(p2p_app, access_log=None)
+    api_runner = web.AppRunner(build_api_app(ordering), access_log=None)
+    await p2p_runner.setup()
+    await api_runner.setup()
+    host = config.listen.host
+    try:
+        await start_tls_site(p2p_runner, host, config.listen.p2p_port, tls.server)
+        await start_tls_site(
+            api_runner,
+            host,
+            config.listen.api_port,
+            api_server_context(config.tls.cert, config.tls.key, passphrase),
+        )
+    except OSError as e:
+        await p2p_runner.cleanup()
+        await api_runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}: {e.strerror}") from None
+    await transport.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ordering.stop)
+    if os.environ.get(FAULT_SIGNALS_ENV) == "1":
+        _install_fault_signals(loop, transport)
+    event(
+        log,
+        logging.INFO,
+        "node.started",
+        p2p_port=config.listen.p2p_port,
+        api_port=config.listen.api_port,
+        height=stores.blocks.height,
+    )
+    try:
+        await ordering.run()
+    finally:
+        event(log, logging.INFO, "node.stopping")
+        await api_runner.cleanup()
+        await transport.stop()
+        await p2p_runner.cleanup()
+        event(log, logging.INFO, "node.stopped")
+
+
+def _install_fault_signals(loop: asyncio.AbstractEventLoop, transport: Transport) -> None:
+    def isolate(on: bool) -> None:
+        transport.isolated = on
+        event(log, logging.WARNING, "fault.isolated" if on else "fault.healed")
+
+    loop.add_signal_handler(signal.SIGUSR1, isolate, True)
+    loop.add_signal_handler(signal.SIGUSR2, isolate, False)
+
+
+async def _catch_up(
+    ordering: OrderingNode,
+    stores: Stores,
+    network: NetworkConfig,
+    client_ctx: ssl.SSLContext,
+    node_id: str,
+    point: ChainPoint,
+) -> int:
+    """Pull the blocks a snapshot needs, asking the leader first, then every other member."""
+    members = [m for m in network.members if m.node_id != node_id]
+    members.sort(key=lambda m: (m.node_id != ordering.leader, m.node_id))
+    return await catch_up(
+        stores,
+        point,
+        [(m.node_id, m.host, m.p2p_port) for m in members],
+        client_ctx=client_ctx,
+        trust=ordering.trust,
+        network=network,
+    )

@@ -1,0 +1,465 @@
+"""The ordering service on one member: the Raft core driven over real time, storage and network.
+
+This is the adapter loop of etcd-raft's model (Fabric's etcdraft ``run()`` is the production
+example): ticks every :data:`TICK_MS`, messages from the transport, proposals from clients;
+then, for every Ready, in this order: persist hard state and entries (one synced LevelDB
+batch) → send messages → apply committed entries (blocks go to the chain in one synced
+batch each) → advance.
+
+Blocks are cut by the leader (:class:`consensus.cutter.BlockCutter`), numbered and chained
+after the last block in the leader's log, signed by the leader and proposed as one Raft
+entry each; every member appends a block to its chain when its entry is applied. A member
+that is not the leader forwards client envelopes to the leader and answers its client once
+the block holding the envelope is in its own chain. Envelopes are deduplicated by tx_id
+against the chain, the leader's pending envelopes and the blocks still uncommitted in its
+log, so a client that retries after a timeout never gets its envelope ordered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from consensus.cutter import BlockCutter, CutPolicy
+from consensus.raft.core import RaftConfig, RaftNode, Ready, Role
+from identity.keys import SigningKey
+from identity.validate import TrustStore
+from node import failpoints
+from node.api import Committed, NotLeaderError, SubmitTimeoutError
+from node.config import RaftTuning
+from node.envelopes import check_envelope
+from node.logs import event
+from node.metrics import Metrics
+from protocol.block import Block, BlockMetadata, decode_tx, make_header
+from protocol.codec import decode, encode
+from protocol.config import NetworkConfig
+from protocol.errors import RemoteError, check_invariant
+from protocol.ordering import ChainPoint, ForwardEnvelope
+from protocol.raft import (
+    ENTRY_NORMAL,
+    RAFT_MESSAGE_TYPES,
+    InstallSnapshot,
+    RaftEntry,
+    RaftSnapshot,
+)
+from storage.ledger import Stores
+from storage.raftlog import HardState as StoredHardState
+from storage.raftlog import LogEntry, SnapshotMeta
+
+log = logging.getLogger("medledger.ordering")
+
+# etcd ticks every 100 ms with a 1 s election timeout; on loopback 50 ms halves the time to
+# notice a dead leader while heartbeats stay far below what 2 cores can carry.
+TICK_MS = 50
+ELECTION_TICKS = 10  # randomized in [10, 20) ticks: 0.5-1 s
+HEARTBEAT_TICKS = 1
+# How long a client waits for its envelope to commit before it gets 504 and should retry.
+SUBMIT_TIMEOUT_S = 10.0
+# Waiting clients at once; past it new submissions are refused (503) rather than queued.
+WAITERS_MAX = 20_000
+
+
+class OrderingNode:
+    """One member of the ordering service."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        network: NetworkConfig,
+        stores: Stores,
+        trust: TrustStore,
+        key: SigningKey,
+        cert_der: bytes,
+        metrics: Metrics,
+        tuning: RaftTuning | None = None,
+        rng: random.Random | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.network = network
+        self.stores = stores
+        self.trust = trust
+        self.key = key
+        self.cert_der = cert_der
+        self.metrics = metrics
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.raft = RaftNode(
+            RaftConfig(
+                node_id=node_id, election_ticks=ELECTION_TICKS, heartbeat_ticks=HEARTBEAT_TICKS
+            ),
+            stores.raft_log,
+            rng or random.Random(),
+            voters=[m.node_id for m in network.members],
+        )
+        batch = network.batch
+        self.cutter = BlockCutter(
+            CutPolicy(
+                max_txs=batch.max_txs,
+                max_bytes=batch.max_bytes,
+                timeout_ticks=max(1, batch.timeout_ms // TICK_MS),
+            )
+        )
+        self.tuning = tuning or RaftTuning()
+        self.send: Callable[[object], None] = lambda msg: None
+        # Pulls the blocks a received snapshot needs (node.catchup); set by the daemon.
+        self.catch_up: Callable[[ChainPoint], Awaitable[int]] | None = None
+        # (raft index, chain height, tip hash) after each applied block entry: what a
+        # snapshot at a given index records.
+        self._points: deque[tuple[int, int, bytes]] = deque(
+            maxlen=self.tuning.snapshot_interval_entries + self.tuning.snapshot_catchup_entries + 1
+        )
+        self.connected_peers: Callable[[], frozenset[str]] = frozenset
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
+        self._pending_ids: set[bytes] = set()  # leader: queued, cut or in an uncommitted block
+        self._own_blocks: set[int] = set()  # leader: blocks it cut in this term, not yet applied
+        self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
+        self.role = Role.FOLLOWER
+        self.leader = ""
+        stored = stores.raft_log.snapshot()
+        if stored is not None:
+            snapshot = decode(stored[1], RaftSnapshot)
+            point = decode(snapshot.data, ChainPoint)
+            self._points.append((snapshot.index, point.height, point.tip))
+
+    # === client side ===========================================================================
+
+    async def submit(self, raw: bytes) -> Committed:
+        """Order one envelope; returns where it was committed (RemoteError if it is bad)."""
+        envelope, _ = check_envelope(
+            raw, trust=self.trust, network_id=self.network.network_id, at=datetime.now(UTC)
+        )
+        tx_id = envelope.tx_id
+        found = self.stores.blocks.locate_tx(tx_id)
+        if found is not None:
+            return Committed(tx_id, found[0], found[1], duplicate=True)
+        waiter = self._waiters.get(tx_id)
+        if waiter is None:
+            if len(self._waiters) >= WAITERS_MAX:
+                raise NotLeaderError("too many envelopes waiting; retry later")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[tx_id] = waiter
+            self.metrics.inc("ordering_submitted")
+            if self.role is Role.LEADER:
+                self._enqueue(raw, tx_id)
+            elif self.leader:
+                self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
+                self.metrics.inc("ordering_forwarded")
+            else:
+                del self._waiters[tx_id]
+                raise NotLeaderError("no leader is known yet; retry shortly")
+            self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), SUBMIT_TIMEOUT_S)
+        except TimeoutError:
+            raise SubmitTimeoutError(
+                f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
+            ) from None
+
+    def _enqueue(self, raw: bytes, tx_id: bytes) -> None:
+        if tx_id in self._pending_ids:
+            return
+        if not self.cutter.can_accept():
+            self.metrics.inc("ordering_refused_full")
+            return
+        self._pending_ids.add(tx_id)
+        self.cutter.add(raw)
+
+    # === from the transport ====================================================================
+
+    def on_message(self, sender: str, msg: object) -> None:
+        """Called by the transport for every authenticated, well-formed frame."""
+        if isinstance(msg, ForwardEnvelope):
+            self._on_forward(sender, msg)
+        elif isinstance(msg, RAFT_MESSAGE_TYPES):
+            self.raft.step(msg)
+        else:
+            self.metrics.inc("ordering_dropped_unexpected_kind")
+            return
+        self._wake.set()
+
+    def _on_forward(self, sender: str, msg: ForwardEnvelope) -> None:
+        if self.role is not Role.LEADER:
+            self.metrics.inc("ordering_forward_not_leader")
+            return
+        try:
+            envelope, _ = check_envelope(
+                msg.envelope,
+                trust=self.trust,
+                network_id=self.network.network_id,
+                at=datetime.now(UTC),
+            )
+        except RemoteError as e:
+            self.metrics.inc("ordering_forward_refused")
+            event(
+                log,
+                logging.WARNING,
+                "ordering.forward_refused",
+                peer=sender,
+                reason=type(e).__name__,
+            )
+            return
+        if self.stores.blocks.locate_tx(envelope.tx_id) is None:
+            self._enqueue(msg.envelope, envelope.tx_id)
+
+    # === the loop ==============================================================================
+
+    async def run(self) -> None:
+        """Drive Raft until :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        tick_s = TICK_MS / 1000
+        next_tick = loop.time() + tick_s
+        while not self._stopping:
+            timeout = max(0.0, next_tick - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            now = loop.time()
+            ticked = False
+            while now >= next_tick:
+                self.raft.tick()
+                self.cutter.tick()
+                next_tick += tick_s
+                ticked = True
+            if ticked and self.role is Role.LEADER:
+                self._report_unreachable()
+            self._cut_blocks()
+            while self.raft.has_ready():
+                await self._handle_ready(self.raft.ready())
+                self._cut_blocks()
+            self._maybe_compact()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current iteration."""
+        self._stopping = True
+        self._wake.set()
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(NotLeaderError("the node is shutting down"))
+        self._waiters.clear()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+        if rd.snapshot is not None:
+            await self._install_snapshot(rd)
+        failpoints.hit("raft-before-fsync")
+        if rd.hard_state is not None or rd.entries:
+            hard = rd.hard_state
+            self.stores.raft_log.save(
+                StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
+                [LogEntry(e.index, e.term, e.data) for e in rd.entries],
+                sync=rd.must_sync,
+            )
+        failpoints.hit("raft-after-fsync")
+        for msg in rd.messages:
+            self.send(msg)
+            if isinstance(msg, InstallSnapshot):
+                # Queued on the stream: let Raft probe again; a lost snapshot is resent.
+                self.raft.report_snapshot(msg.recipient, ok=True)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        self.raft.advance(rd)
+
+    async def _install_snapshot(self, rd: Ready) -> None:
+        """Bring the chain up to the snapshot's point, then persist the snapshot.
+
+        The blocks come first: a snapshot persisted before its blocks would, after a crash,
+        leave a chain shorter than Raft believes it applied, with nothing to fetch it again.
+        """
+        snapshot = rd.snapshot
+        check_invariant(snapshot is not None and self.catch_up is not None, "snapshot install")
+        point = decode(snapshot.data, ChainPoint)  # type: ignore[union-attr]
+        added = await self.catch_up(point)  # type: ignore[misc]
+        self.stores.raft_log.apply_snapshot(
+            SnapshotMeta(snapshot.index, snapshot.term),
+            encode(snapshot),  # type: ignore[union-attr]
+        )
+        self._points.clear()
+        self._points.append((snapshot.index, point.height, point.tip))  # type: ignore[union-attr]
+        self.metrics.inc("raft_snapshots_installed")
+        event(
+            log,
+            logging.INFO,
+            "raft.snapshot_installed",
+            index=snapshot.index,  # type: ignore[union-attr]
+            height=point.height,
+            blocks_pulled=added,
+        )
+
+    def _maybe_compact(self) -> None:
+        """Compact the log into a snapshot once enough entries were applied since the last."""
+        applied = self.raft.log.applied
+        if applied - self.raft.log.snapshot_index() < (
+            self.tuning.snapshot_interval_entries + self.tuning.snapshot_catchup_entries
+        ):
+            return
+        target = applied - self.tuning.snapshot_catchup_entries
+        point = None
+        for entry_index, height, tip in self._points:
+            if entry_index > target:
+                break
+            point = (height, tip)
+        if point is None:
+            return  # no block applied at or before the target since the start: wait
+        data = encode(ChainPoint(height=point[0], tip=point[1]))
+        snapshot = self.raft.compact(target, data)
+        failpoints.hit("snapshot-mid-write")
+        self.stores.raft_log.apply_snapshot(
+            SnapshotMeta(snapshot.index, snapshot.term), encode(snapshot)
+        )
+        while self._points and self._points[0][0] < target:
+            self._points.popleft()
+        self.metrics.inc("raft_snapshots_taken")
+        event(log, logging.INFO, "raft.compacted", index=target, height=point[0])
+
+    # === leadership ============================================================================
+
+    def _on_soft_state(self, role: Role, leader: str) -> None:
+        was_leader = self.role is Role.LEADER
+        self.role, self.leader = role, leader
+        event(log, logging.INFO, "raft.role", role=role.value, leader=leader, term=self.raft.term)
+        if role is Role.LEADER and not was_leader:
+            self._become_leader()
+        elif was_leader and role is not Role.LEADER:
+            self._leave_leadership()
+
+    def _become_leader(self) -> None:
+        """Find the chain's tail in our log and the envelopes already in uncommitted blocks."""
+        height = self.stores.blocks.height
+        tip = self.stores.blocks.tip_hash or b""
+        self._tail = (height - 1, tip)
+        self._pending_ids.clear()
+        self._own_blocks.clear()
+        raft_log = self.raft.log
+        entries = raft_log.entries(raft_log.applied + 1, raft_log.last_index() + 1) or []
+        for entry in entries:
+            if entry.kind != ENTRY_NORMAL:
+                continue
+            block = decode(entry.payload, Block)
+            if block.number > self._tail[0]:
+                self._tail = (block.number, block.hash())
+                for raw in block.transactions:
+                    self._pending_ids.add(decode_tx(raw).tx_id)
+        self.metrics.inc("raft_became_leader")
+
+    def _leave_leadership(self) -> None:
+        leftover = self.cutter.reset()
+        self._pending_ids.clear()
+        self._own_blocks.clear()
+        # Envelopes not yet cut go to the new leader, if one is known; others time out and
+        # their clients retry (deduplication makes that safe).
+        if self.leader:
+            for raw in leftover:
+                self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
+
+    def _report_unreachable(self) -> None:
+        """Tell Raft which peers have no stream, so it probes them instead of streaming
+        entries into a queue nobody reads (etcd's ReportUnreachable)."""
+        connected = self.connected_peers()
+        for peer in sorted((self.raft.voters | self.raft.learners) - {self.node_id} - connected):
+            self.raft.report_unreachable(peer)
+
+    def _cut_blocks(self) -> None:
+        if self.role is not Role.LEADER:
+            return
+        for transactions in self.cutter.take_ready():
+            number = self._tail[0] + 1
+            header = make_header(number, self._tail[1], transactions, self._clock_ms())
+            block = Block(
+                header=header,
+                transactions=transactions,
+                metadata=BlockMetadata(
+                    signer=self.cert_der,
+                    signature=self.key.sign(encode(header)),
+                    validation_codes=b"",
+                ),
+            )
+            self.raft.propose(encode(block))
+            self._tail = (number, block.hash())
+            self._own_blocks.add(number)
+            self.metrics.inc("ordering_blocks_cut")
+            self.metrics.inc("ordering_txs_cut", len(transactions))
+
+    # === applying ==============================================================================
+
+    def _apply(self, entry: RaftEntry) -> None:
+        if entry.kind != ENTRY_NORMAL:
+            return  # no-ops; membership changes are applied by the core itself
+        block = decode(entry.payload, Block)
+        self._points.append((entry.index, block.number + 1, block.hash()))
+        height = self.stores.blocks.height
+        if block.number < height:
+            return  # already in the chain (re-applied after a restart or a catch-up)
+        check_invariant(
+            block.number == height, f"committed block {block.number} but the chain is at {height}"
+        )
+        failpoints.hit("block-before-commit")
+        self.stores.commit_block(block, [])
+        failpoints.hit("block-after-commit")
+        self.metrics.inc("ordering_blocks_committed")
+        if block.number in self._own_blocks:
+            self._own_blocks.discard(block.number)
+            self.cutter.on_committed()
+        for index, raw in enumerate(block.transactions):
+            tx_id = decode_tx(raw).tx_id
+            self._pending_ids.discard(tx_id)
+            waiter = self._waiters.pop(tx_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
+
+    # === what the API reports ==================================================================
+
+    def raft_status(self) -> dict[str, Any]:
+        status = self.raft.status()
+        return {
+            "node": self.node_id,
+            "term": status.term,
+            "role": status.role.value,
+            "leader": status.leader,
+            "commit_index": status.commit_index,
+            "applied_index": status.applied_index,
+            "last_index": status.last_index,
+            "snapshot_index": status.snapshot_index,
+            "voters": list(status.voters),
+            "learners": list(status.learners),
+            "reachable": sorted(self.connected_peers()),
+            "height": self.stores.blocks.height,
+            "peers": {
+                peer: {"match": p.match, "next": p.next, "state": p.state}
+                for peer, p in status.peers.items()
+            },
+        }
+
+    def chain_info(self) -> dict[str, Any]:
+        tip = self.stores.blocks.tip_hash
+        return {
+            "node": self.node_id,
+            "height": self.stores.blocks.height,
+            "tip": tip.hex() if tip else None,
+        }
+
+    def block_bytes(self, number: int) -> bytes | None:
+        return self.stores.blocks.get_raw(number)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "serving": True,
+            "node": self.node_id,
+            "role": self.role.value,
+            "leader": self.leader,
+            "term": self.raft.term,
+            "height": self.stores.blocks.height,
+        }
+
+    def metrics_snapshot(self) -> dict[str, int]:
+        return self.metrics.snapshot()

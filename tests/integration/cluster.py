@@ -1,0 +1,120 @@
+"""A running network of real node processes for integration tests, and chain readers.
+
+:class:`Cluster` starts every node of a freshly initialised network as its own process
+(`medledger node start`), and can SIGKILL, restart, isolate and heal single nodes, always by
+the pids it started; :func:`chain_tx_ids` reads a stopped node's chain back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from identity.certs import cert_to_der
+from identity.keys import SigningKey
+from identity.keystore import read_cert, read_signing_key
+from node.bootstrap import NodeEntry
+from node.chain_audit import audit_chain
+from node.client import NodeClient, network_ssl_context
+from node.daemon import FAULT_SIGNALS_ENV
+from node.store import open_node_store
+from node.supervisor import (
+    RunningNode,
+    api_url,
+    pid_file,
+    start_node,
+    start_nodes,
+    stop_nodes,
+    wait_for_leader,
+)
+from protocol.block import tx_ids_of
+from tests.integration.conftest import InitialisedNetwork
+
+NETWORK_ID = "medledger-local"
+
+
+class Cluster:
+    """A running network whose node processes this test started."""
+
+    def __init__(self, net: InitialisedNetwork) -> None:
+        self.net = net
+        self.out = net.out
+        self.ctx = network_ssl_context(net.out)
+        self.env = {FAULT_SIGNALS_ENV: "1"}
+        self.nodes: dict[str, RunningNode] = {
+            n.entry.node_id: n for n in start_nodes(net.out, detach=True, extra_env=self.env)
+        }
+        # Handles of the processes started by :meth:`spawn`, whose exit status we read.
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def entry(self, node_id: str) -> NodeEntry:
+        return self.nodes[node_id].entry
+
+    def client(self, node_id: str) -> NodeClient:
+        return NodeClient(api_url(self.entry(node_id)), self.ctx, timeout_s=15)
+
+    def leader(self) -> str:
+        return wait_for_leader(self.out, list(self.nodes.values()))
+
+    def kill(self, node_id: str) -> None:
+        os.kill(self.nodes[node_id].pid, signal.SIGKILL)  # our own child, by its pid
+        os.waitpid(self.nodes[node_id].pid, 0)
+
+    def restart(self, node_id: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start *node_id* again (after a kill or an exit), with extra environment if given."""
+        self.nodes[node_id] = start_node(
+            self.out, self.entry(node_id), detach=True, extra_env={**self.env, **(extra_env or {})}
+        )
+
+    def spawn(self, node_id: str, extra_env: dict[str, str] | None = None) -> None:
+        """Like :meth:`restart`, but keep the process handle so :meth:`wait_exit` can read
+        the exit status. (``start_node`` drops its ``Popen``; ``subprocess`` then reaps the
+        exited child on its next ``Popen`` and the status is lost to ``os.waitpid``.)"""
+        entry = self.entry(node_id)
+        log_path = entry.config.parent / "node.out"
+        config = str(entry.config.resolve())
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "node", "start", "--config", config],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **self.env, **(extra_env or {})},
+            )
+        pid_file(self.out, node_id).write_text(f"{proc.pid}\n")
+        self.nodes[node_id] = RunningNode(entry, proc.pid, log_path)
+        self.procs[node_id] = proc
+
+    def exit_code(self, node_id: str) -> int | None:
+        """The exit code of *node_id*'s process started by :meth:`spawn`; None while it runs."""
+        return self.procs[node_id].poll()
+
+    def isolate(self, node_id: str) -> None:
+        """Cut *node_id* off from every member (its client API stays up)."""
+        os.kill(self.nodes[node_id].pid, signal.SIGUSR1)
+
+    def heal(self, node_id: str) -> None:
+        os.kill(self.nodes[node_id].pid, signal.SIGUSR2)
+
+    def stop(self) -> None:
+        stop_nodes(self.out, list(self.nodes.values()))
+
+    def admin(self, org: str = "northgate") -> tuple[SigningKey, bytes]:
+        d = self.out / "orgs" / org / "admin"
+        return read_signing_key(d / "admin.key"), cert_to_der(read_cert(d / "admin.pem"))
+
+
+def chain_tx_ids(node_dir: Path) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
+    """Every (block, index, tx_id) in a stopped node's chain, and the block hashes."""
+    with open_node_store(node_dir / "data") as stores:
+        report = audit_chain(stores.blocks.height, stores.blocks.get_raw)
+        assert report.ok, f"{node_dir.name}: block {report.bad_block}: {report.reason}"
+        hashes, located = [], []
+        for block in stores.blocks.iter_blocks(1):
+            hashes.append(block.hash())
+            located += [(block.number, i, t) for i, t in enumerate(tx_ids_of(block))]
+    return hashes, located

@@ -1,0 +1,91 @@
+"""The operator's commands end to end: `up --detach`, `raft status`, `submit`, `chain verify
+--node`, `down`, run as real `medledger` processes against a real network.
+
+`up` initialises a missing network, starts five node processes and returns once a leader is
+elected; `submit` signs a payload as an org admin and returns the committed block; an
+unreadable payload and a signer the network does not know get clear errors; `down` stops
+exactly the processes `up` started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.supervisor import running_nodes
+
+
+def medledger(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Path]:
+    out = tmp_path / "net"
+    up = medledger("up", "--network", str(out), "--detach", "--json")
+    try:
+        assert up.returncode == 0, up.stderr
+        yield out
+    finally:
+        medledger("down", "--network", str(out))
+
+
+def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
+    assert len(running_nodes(network)) == 5
+    status = json.loads(medledger("raft", "status", "--network", str(network), "--json").stdout)
+    members = status["members"]
+    assert len(members) == 5
+    assert sum(m["role"] == "leader" for m in members) == 1
+    assert len({m["term"] for m in members}) == 1
+
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"an opaque payload")
+    done = medledger("submit", "--network", str(network), "--payload-file", str(payload), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["block"] == 1
+
+    missing = medledger(
+        "submit", "--network", str(network), "--payload-file", str(tmp_path / "nope")
+    )
+    assert missing.returncode == 2 and "error:" in missing.stderr
+
+    leader = next(m for m in members if m["role"] == "leader")["node"]
+    port = next(
+        n["api_port"]
+        for n in tomllib.loads((network / "network.toml").read_text())["nodes"]
+        if n["id"] == leader
+    )
+    remote = medledger(
+        "chain", "verify", "--network", str(network), "--node", f"https://127.0.0.1:{port}"
+    )
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    assert "2 block(s) verified" in remote.stdout
+
+    table = medledger("raft", "status", "--network", str(network))
+    assert "leader" in table.stdout and "COMMIT" in table.stdout
+
+    down = medledger("down", "--network", str(network))
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert running_nodes(network) == []
+    verify = medledger("chain", "verify", "--network", str(network))
+    assert verify.returncode == 0, verify.stdout
+    assert verify.stdout.count("2 block(s) verified") == 5
+
+
+def test_up_refuses_a_network_already_running(network: Path) -> None:
+    again = medledger("up", "--network", str(network), "--detach")
+    assert again.returncode == 2 and "already running" in again.stderr
