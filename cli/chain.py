@@ -154,18 +154,16 @@ def verify(network: Path, data: Path | None, node: str | None, as_json: bool) ->
                 results.append((target, _audit(target)))
     except MedledgerError as e:
         fail(str(e))
-    tips = {r.tip_hash for _, r in results if r.ok}
-    diverged = (
-        len(results) > 1
-        and all(r.ok for _, r in results)
-        and (len(tips) > 1 or len({r.height for _, r in results}) > 1)
-    )
+    diverged = _diverged(results)
+    heights = {r.height for _, r in results if r.ok}
+    identical = not diverged and len(heights) <= 1 and len({r.tip_hash for _, r in results}) <= 1
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": all(r.ok for _, r in results) and not diverged,
-                    "identical": not diverged,
+                    "identical": identical,
+                    "diverged": diverged,
                     "nodes": [
                         {
                             "node": t.name,
@@ -193,7 +191,13 @@ def verify(network: Path, data: Path | None, node: str | None, as_json: bool) ->
                     f"({r.verified} of {r.height} verified before it)"
                 )
         if diverged:
-            click.echo("chains differ between nodes")
+            click.echo("chains differ between nodes: two nodes hold different blocks")
+        elif len(heights) > 1:
+            top = max(heights)
+            behind = [
+                f"{t.name} by {top - r.height}" for t, r in results if r.ok and r.height < top
+            ]
+            click.echo(f"chains agree; behind the longest: {', '.join(behind)}")
     if diverged or not all(r.ok for _, r in results):
         raise SystemExit(EXIT_CHECK_FAILED)
 
@@ -218,3 +222,23 @@ def _audit_remote(network: Path, url: str) -> ChainReport:
     except OSError:
         fail(f"{network / GENESIS_FILE}: cannot read the network's genesis block")
     return audit_chain(height, client.block_bytes, genesis_bytes=genesis)
+
+
+def _diverged(results: list[tuple[NodeData, ChainReport]]) -> bool:
+    """Whether two verified local chains hold different blocks at some common height.
+
+    Chains are hash-linked, so comparing the block at each distinct height among the nodes
+    that reach it compares whole prefixes.
+    """
+    local = [(t, r) for t, r in results if r.ok and r.height > 0 and t.data_dir != Path()]
+    for height in sorted({r.height for _, r in local}):
+        hashes = set()
+        for target, report in local:
+            if report.height < height:
+                continue
+            with open_node_store(target.data_dir) as stores:
+                block = stores.blocks.get(height - 1)
+            hashes.add(block.hash() if block is not None else None)
+        if len(hashes) > 1:
+            return True
+    return False

@@ -21,6 +21,7 @@ import click
 from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
 from cli.errors import fail
+from cli.membership import add_member, add_node_command, remove_member
 from node.bootstrap import InitOptions, init_network
 from node.profile import load_profile
 from protocol.errors import MedledgerError
@@ -129,6 +130,9 @@ def network_init(profile: str, out: Path, force: bool, passphrase_env: str, as_j
 
 for command in (chain, up, down, node_group, raft_group, submit):
     cli.add_command(command)
+network.add_command(add_node_command)
+raft_group.add_command(add_member)
+raft_group.add_command(remove_member)
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
 Routes::
 
     GET  /healthz                 liveness and readiness (a leader is known)
-    POST /v1/envelopes            submit a signed envelope (canonical msgpack body);
+    POST /v1/envelopes            submit a signed envelope or configuration update (msgpack);
                                   answers once it is in a committed block
     GET  /v1/raft/status          this node's Raft view
     GET  /v1/chain                height and tip hash
+    GET  /v1/config               the current network configuration (canonical bytes)
     GET  /v1/blocks/{number}      one block's canonical bytes
     GET  /metrics                 counters, Prometheus text format
 
@@ -60,6 +61,8 @@ class OrderingService(Protocol):
     def chain_info(self) -> dict[str, Any]: ...
 
     def block_bytes(self, number: int) -> bytes | None: ...
+
+    def config_bytes(self) -> bytes: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -132,6 +135,13 @@ async def block(request: web.Request) -> web.Response:
     return web.Response(body=raw, content_type="application/msgpack")
 
 
+async def network_config(request: web.Request) -> web.Response:
+    """The current network configuration's canonical bytes."""
+    return web.Response(
+        body=request.app[SERVICE_KEY].config_bytes(), content_type="application/msgpack"
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Counters in the Prometheus text exposition format."""
     lines = []
@@ -150,5 +160,6 @@ def build_api_app(service: OrderingService) -> web.Application:
     app.router.add_post("/v1/envelopes", submit)
     app.router.add_get("/v1/raft/status", raft_status)
     app.router.add_get("/v1/chain", chain_info)
+    app.router.add_get("/v1/config", network_config)
     app.router.add_get("/v1/blocks/{number}", block)
     return app

@@ -29,19 +29,21 @@ import tomli_w
 from identity.certs import (
     CertificateAuthority,
     cert_to_der,
+    check_id,
     create_org_ca,
     create_root_ca,
     issue_node_cert,
     issue_user_cert,
 )
 from identity.keys import SigningKey
-from identity.keystore import write_cert, write_private_key
+from identity.keystore import read_cert, read_signing_key, write_cert, write_private_key
 from node.config import ListenConfig, node_config_toml
 from node.genesis import build_genesis
 from node.profile import PORTS_PER_NODE, Profile, choose_base_port
 from node.store import install_genesis, open_node_store
 from protocol import limits
-from protocol.codec import encode
+from protocol.block import Block
+from protocol.codec import decode, encode
 from protocol.config import MemberConfig, NetworkConfig, OrgConfig
 from protocol.errors import ConfigError
 
@@ -235,6 +237,84 @@ def _write_network_file(out: Path, profile: Profile, entries: list[NodeEntry]) -
             for e in entries
         ],
     }
+    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+
+
+def add_node(
+    out: Path,
+    org_id: str,
+    node_id: str,
+    *,
+    now: datetime,
+    passphrase: bytes | None = None,
+    passphrase_env: str = "",
+) -> NodeEntry:
+    """Lay out one more node of *org_id* in the network in *out*, signed by that org's CA.
+
+    The node gets its key and certificate, free ports, a config and a database holding the
+    genesis block, and is listed in network.toml; it joins the Raft cluster once the
+    ministry adds it (`medledger raft add-member`).
+    """
+    entries = load_network(out)
+    if any(e.node_id == node_id for e in entries):
+        raise ConfigError(f"{out}: there is already a node {node_id}")
+    org_dir = out / "orgs" / org_id
+    if not (org_dir / "ca.key").is_file():
+        raise ConfigError(f"{out}: no CA key for org {org_id} here (orgs/{org_id}/ca.key)")
+    check_id("node id", node_id)
+    ca = CertificateAuthority(
+        read_cert(org_dir / "ca.pem"), read_signing_key(org_dir / "ca.key", passphrase)
+    )
+    host = entries[0].host
+    base = choose_base_port(host, 1, f"{out.resolve()}/{node_id}")
+    node_dir = out / "nodes" / node_id
+    if node_dir.exists():
+        raise ConfigError(f"{node_dir} already exists")
+    node_key = SigningKey.generate()
+    node_cert = issue_node_cert(
+        ca, org_id, node_id, node_key.public_key, _node_hosts(host), now=now
+    )
+    write_private_key(node_dir / "node.key", node_key, passphrase)
+    write_cert(node_dir / "node.pem", node_cert)
+    listen = ListenConfig(host=host, p2p_port=base, api_port=base + 1)
+    network_id = str(tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))["network_id"])
+    (node_dir / "node.toml").write_text(
+        node_config_toml(
+            node_id=node_id,
+            org_id=org_id,
+            role="peer",
+            network_id=network_id,
+            listen=listen,
+            key_passphrase_env=passphrase_env if passphrase else "",
+        ),
+        encoding="utf-8",
+    )
+    genesis = decode((out / GENESIS_FILE).read_bytes(), Block)
+    with open_node_store(node_dir / "data", create=True) as store:
+        install_genesis(store, genesis)
+    entry = NodeEntry(
+        node_id, org_id, "peer", host, listen.p2p_port, listen.api_port, node_dir / "node.toml"
+    )
+    doc = tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))
+    doc["nodes"].append(
+        {
+            "id": entry.node_id,
+            "org": entry.org_id,
+            "role": entry.role,
+            "host": entry.host,
+            "p2p_port": entry.p2p_port,
+            "api_port": entry.api_port,
+            "config": str(entry.config.relative_to(out)),
+        }
+    )
+    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+    return entry
+
+
+def drop_node_entry(out: Path, node_id: str) -> None:
+    """Take *node_id* out of network.toml (its directory stays, for the record)."""
+    doc = tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))
+    doc["nodes"] = [n for n in doc.get("nodes", []) if n.get("id") != node_id]
     (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
 
 

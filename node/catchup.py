@@ -4,15 +4,15 @@ The ordering service's snapshot is only a :class:`protocol.ordering.ChainPoint` 
 tip hash). A member that receives one pulls the blocks it lacks in :class:`BlockBatch`es
 from the members' p2p endpoint ``GET /p2p/v1/blocks?start=N&count=K`` (mutual TLS, members
 only), verifies every block (hash link, data hash, a member node's signature) and that the
-last one is the snapshot's tip, and commits each in its own synced batch. Blocks are
-self-authenticating, so any member may serve them.
+last one is the snapshot's tip, and commits each through the member's own validating commit
+path. Blocks are self-authenticating, so any member may serve them.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -77,10 +77,12 @@ async def catch_up(
     client_ctx: ssl.SSLContext,
     trust: TrustStore,
     network: NetworkConfig,
+    commit: Callable[[Block], None],
 ) -> int:
     """Pull and commit blocks until the chain reaches *point*; returns how many were added.
 
-    *peers* are (node_id, host, p2p_port), tried in order for each batch.
+    *peers* are (node_id, host, p2p_port), tried in order for each batch; *commit* validates
+    and commits one verified block (the ordering node's own commit path).
     """
     height = stores.blocks.height
     if height >= point.height:
@@ -100,7 +102,7 @@ async def catch_up(
                 if height == point.height - 1 and block.hash() != point.tip:
                     raise IntegrityError("the block at the snapshot's height is not its tip")
                 failpoints.hit("snapshot-mid-install")
-                stores.commit_block(block, [])
+                commit(block)
                 previous = block.hash()
                 height += 1
                 added += 1

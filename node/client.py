@@ -100,6 +100,10 @@ class NodeClient:
     def chain_info(self) -> dict[str, Any]:
         return self._run("GET", "/v1/chain")  # type: ignore[no-any-return]
 
+    def config_bytes(self) -> bytes:
+        """GET /v1/config: the current network configuration's canonical bytes."""
+        return self._run("GET", "/v1/config", raw=True)  # type: ignore[no-any-return]
+
     def block_bytes(self, number: int) -> bytes | None:
         """One block's canonical bytes, or None if the node has no such block."""
         try:

@@ -75,9 +75,10 @@ def _prepare_chain(config: NodeConfig, stores: Stores) -> NetworkConfig:
     network = decode(stored[0], NetworkConfig)
     if network.network_id != config.network_id:
         raise ConfigError(f"{config.path}: field node.network_id does not match the chain")
-    member = network.member(config.node_id)
-    if member is None:
-        raise ConfigError(f"{config.path}: node {config.node_id} is not a member of the network")
+    if network.member(config.node_id) is None:
+        # A node being added: it serves, waits for the leader to add it as a learner, and
+        # catches up from the members it knows of.
+        event(log, logging.INFO, "node.joining", members=len(network.members))
     return network
 
 
@@ -95,11 +96,12 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         cert_der=cert_der,
         metrics=metrics,
         tuning=config.raft,
+        bootstrap_voters=tuple(m.node_id for m in _genesis_config(stores).members),
     )
     tls = node_tls_contexts(config, network)
     transport = Transport(
         config.node_id,
-        {m.node_id: (m.host, m.p2p_port) for m in network.members if m.node_id != config.node_id},
+        _peers_of(network, config.node_id),
         server_ctx=tls.server,
         client_ctx=tls.client,
         authenticator=PeerAuthenticator.from_network(network),
@@ -108,9 +110,14 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     )
     ordering.send = transport.send
     ordering.connected_peers = transport.connected_peers
-    ordering.catch_up = functools.partial(
-        _catch_up, ordering, stores, network, tls.client, config.node_id
-    )
+    ordering.catch_up = functools.partial(_catch_up, ordering, stores, tls.client, config.node_id)
+
+    def follow_config(new: NetworkConfig) -> None:
+        transport.update_members(
+            _peers_of(new, config.node_id), PeerAuthenticator.from_network(new)
+        )
+
+    ordering.on_config_change = follow_config
 
     p2p_app = web.Application()
     transport.add_routes(p2p_app)
@@ -168,13 +175,12 @@ def _install_fault_signals(loop: asyncio.AbstractEventLoop, transport: Transport
 async def _catch_up(
     ordering: OrderingNode,
     stores: Stores,
-    network: NetworkConfig,
     client_ctx: ssl.SSLContext,
     node_id: str,
     point: ChainPoint,
 ) -> int:
     """Pull the blocks a snapshot needs, asking the leader first, then every other member."""
-    members = [m for m in network.members if m.node_id != node_id]
+    members = [m for m in ordering.network.members if m.node_id != node_id]
     members.sort(key=lambda m: (m.node_id != ordering.leader, m.node_id))
     return await catch_up(
         stores,
@@ -182,5 +188,17 @@ async def _catch_up(
         [(m.node_id, m.host, m.p2p_port) for m in members],
         client_ctx=client_ctx,
         trust=ordering.trust,
-        network=network,
+        network=ordering.network,
+        commit=ordering.commit_validated,
     )
+
+
+def _peers_of(network: NetworkConfig, node_id: str) -> dict[str, tuple[str, int]]:
+    return {m.node_id: (m.host, m.p2p_port) for m in network.members if m.node_id != node_id}
+
+
+def _genesis_config(stores: Stores) -> NetworkConfig:
+    genesis = stores.blocks.get(0)
+    if genesis is None:
+        raise ConfigError("the node database has no genesis block")
+    return genesis_envelope(genesis).update.config

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+from consensus.config_change import update_problem
 from identity.keys import SigningKey
 from identity.validate import Identity, Purpose, TrustStore
 from protocol import limits
+from protocol.block import decode_tx
 from protocol.codec import decode, encode
+from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import FieldError
 from protocol.transaction import (
     Envelope,
@@ -68,9 +71,45 @@ def check_envelope(
 ) -> tuple[Envelope, Identity]:
     """Decode and authenticate an envelope; RemoteError (typed) for anything wrong with it."""
     envelope = decode(raw, Envelope, max_bytes=limits.ENVELOPE_BYTES_MAX)
+    return envelope, authenticate_envelope(
+        envelope, trust=trust, network_id=network_id, at=at, revoked=revoked
+    )
+
+
+def authenticate_envelope(
+    envelope: Envelope,
+    *,
+    trust: TrustStore,
+    network_id: str,
+    at: datetime,
+    revoked: frozenset[int] = frozenset(),
+) -> Identity:
+    """The creator of a decoded envelope, if its network, certificate and signature check out."""
     proposal = envelope.transaction.proposal
     if proposal.network_id != network_id:
         raise FieldError("proposal", "network_id", "names another network")
     creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
     creator.public_key.verify(encode(envelope.transaction), envelope.signature)
-    return envelope, creator
+    return creator
+
+
+def check_submission(
+    raw: bytes,
+    *,
+    trust: TrustStore,
+    network: NetworkConfig,
+    at: datetime,
+) -> bytes:
+    """Check anything a client may submit for ordering; returns its tx_id.
+
+    An :class:`Envelope` gets :func:`check_envelope`; a :class:`ConfigEnvelope` must follow
+    from *network* by :func:`consensus.config_change.update_problem` (FieldError naming why).
+    """
+    tx = decode_tx(raw)
+    if isinstance(tx, ConfigEnvelope):
+        problem = update_problem(network, tx, trust)
+        if problem is not None:
+            raise FieldError("config_envelope", "update", problem)
+        return tx.tx_id
+    authenticate_envelope(tx, trust=trust, network_id=network.network_id, at=at)
+    return tx.tx_id

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -27,25 +28,32 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from consensus.config_change import update_problem
 from consensus.cutter import BlockCutter, CutPolicy
 from consensus.raft.core import RaftConfig, RaftNode, Ready, Role
+from consensus.raft.errors import RaftRefused
 from identity.keys import SigningKey
 from identity.validate import TrustStore
 from node import failpoints
 from node.api import Committed, NotLeaderError, SubmitTimeoutError
 from node.config import RaftTuning
-from node.envelopes import check_envelope
+from node.envelopes import check_submission
+from node.genesis import config_writes
 from node.logs import event
 from node.metrics import Metrics
-from protocol.block import Block, BlockMetadata, decode_tx, make_header
+from protocol.block import Block, BlockMetadata, ValidationCode, decode_tx, make_header
 from protocol.codec import decode, encode
-from protocol.config import NetworkConfig
+from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import RemoteError, check_invariant
 from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.raft import (
+    ADD_LEARNER,
     ENTRY_NORMAL,
+    PROMOTE_VOTER,
     RAFT_MESSAGE_TYPES,
+    REMOVE_MEMBER,
     InstallSnapshot,
+    MembershipChange,
     RaftEntry,
     RaftSnapshot,
 )
@@ -79,6 +87,7 @@ class OrderingNode:
         key: SigningKey,
         cert_der: bytes,
         metrics: Metrics,
+        bootstrap_voters: tuple[str, ...] = (),
         tuning: RaftTuning | None = None,
         rng: random.Random | None = None,
         clock_ms: Callable[[], int] | None = None,
@@ -97,7 +106,9 @@ class OrderingNode:
             ),
             stores.raft_log,
             rng or random.Random(),
-            voters=[m.node_id for m in network.members],
+            # Raft's membership starts from the genesis members; later changes replay from
+            # the log (or come with a snapshot).
+            voters=bootstrap_voters or [m.node_id for m in network.members],
         )
         batch = network.batch
         self.cutter = BlockCutter(
@@ -117,6 +128,8 @@ class OrderingNode:
             maxlen=self.tuning.snapshot_interval_entries + self.tuning.snapshot_catchup_entries + 1
         )
         self.connected_peers: Callable[[], frozenset[str]] = frozenset
+        # Called after a committed configuration change (the daemon updates the transport).
+        self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
         self._wake = asyncio.Event()
         self._stopping = False
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
@@ -134,11 +147,9 @@ class OrderingNode:
     # === client side ===========================================================================
 
     async def submit(self, raw: bytes) -> Committed:
-        """Order one envelope; returns where it was committed (RemoteError if it is bad)."""
-        envelope, _ = check_envelope(
-            raw, trust=self.trust, network_id=self.network.network_id, at=datetime.now(UTC)
-        )
-        tx_id = envelope.tx_id
+        """Order one envelope or configuration update; returns where it was committed
+        (RemoteError if it is bad)."""
+        tx_id = check_submission(raw, trust=self.trust, network=self.network, at=datetime.now(UTC))
         found = self.stores.blocks.locate_tx(tx_id)
         if found is not None:
             return Committed(tx_id, found[0], found[1], duplicate=True)
@@ -192,11 +203,8 @@ class OrderingNode:
             self.metrics.inc("ordering_forward_not_leader")
             return
         try:
-            envelope, _ = check_envelope(
-                msg.envelope,
-                trust=self.trust,
-                network_id=self.network.network_id,
-                at=datetime.now(UTC),
+            tx_id = check_submission(
+                msg.envelope, trust=self.trust, network=self.network, at=datetime.now(UTC)
             )
         except RemoteError as e:
             self.metrics.inc("ordering_forward_refused")
@@ -208,8 +216,8 @@ class OrderingNode:
                 reason=type(e).__name__,
             )
             return
-        if self.stores.blocks.locate_tx(envelope.tx_id) is None:
-            self._enqueue(msg.envelope, envelope.tx_id)
+        if self.stores.blocks.locate_tx(tx_id) is None:
+            self._enqueue(msg.envelope, tx_id)
 
     # === the loop ==============================================================================
 
@@ -233,6 +241,8 @@ class OrderingNode:
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
             self._cut_blocks()
+            if self.role is Role.LEADER:
+                self._reconcile_membership()
             while self.raft.has_ready():
                 await self._handle_ready(self.raft.ready())
                 self._cut_blocks()
@@ -404,7 +414,7 @@ class OrderingNode:
             block.number == height, f"committed block {block.number} but the chain is at {height}"
         )
         failpoints.hit("block-before-commit")
-        self.stores.commit_block(block, [])
+        self.commit_validated(block)
         failpoints.hit("block-after-commit")
         self.metrics.inc("ordering_blocks_committed")
         if block.number in self._own_blocks:
@@ -416,6 +426,78 @@ class OrderingNode:
             waiter = self._waiters.pop(tx_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
+
+    def commit_validated(self, block: Block) -> None:
+        """Validate *block*'s transactions against the current configuration, set their
+        codes, and commit it with the writes of the valid ones (one synced batch); then
+        follow any configuration change it made. Blocks pulled during catch-up come here
+        too: validation codes are always recomputed, never trusted."""
+        codes = []
+        writes = []
+        config = self.network
+        for index, raw in enumerate(block.transactions):
+            tx = decode_tx(raw)
+            if isinstance(tx, ConfigEnvelope):
+                problem = update_problem(config, tx, self.trust)
+                if problem is None:
+                    config = tx.update.config
+                    writes.append((index, config_writes(config)))
+                    codes.append(ValidationCode.VALID)
+                else:
+                    event(
+                        log, logging.WARNING, "config.rejected", block=block.number, reason=problem
+                    )
+                    codes.append(ValidationCode.BAD_CONFIG_UPDATE)
+            else:
+                codes.append(ValidationCode.VALID)
+        metadata = dataclasses.replace(block.metadata, validation_codes=bytes(codes))
+        self.stores.commit_block(dataclasses.replace(block, metadata=metadata), writes)
+        if config is not self.network:
+            self._follow_config(config)
+
+    def _follow_config(self, config: NetworkConfig) -> None:
+        self.network = config
+        event(
+            log,
+            logging.INFO,
+            "config.changed",
+            sequence=config.sequence,
+            members=",".join(m.node_id for m in config.members),
+        )
+        self.on_config_change(config)
+        self._wake.set()
+
+    def _reconcile_membership(self) -> None:
+        """Leader: move Raft's membership one step towards the configuration's members
+        (add as learner, promote once caught up, remove), one change at a time."""
+        desired = {m.node_id for m in self.network.members}
+        raft = self.raft
+        current = raft.voters | raft.learners
+        if raft.pending_membership_index > raft.log.applied:
+            return
+        change = None
+        for node_id in sorted(desired - current):
+            change = MembershipChange(change=ADD_LEARNER, node_id=node_id)
+            break
+        else:
+            for node_id in sorted(raft.learners & desired):
+                progress = raft.progress.get(node_id)
+                if progress is not None and progress.match >= raft.log.committed:
+                    change = MembershipChange(change=PROMOTE_VOTER, node_id=node_id)
+                    break
+            else:
+                for node_id in sorted(current - desired):
+                    change = MembershipChange(change=REMOVE_MEMBER, node_id=node_id)
+                    break
+        if change is None:
+            return
+        try:
+            raft.propose_membership(change)
+        except RaftRefused:
+            return
+        event(
+            log, logging.INFO, "raft.membership_proposed", change=change.change, node=change.node_id
+        )
 
     # === what the API reports ==================================================================
 
@@ -447,6 +529,10 @@ class OrderingNode:
             "height": self.stores.blocks.height,
             "tip": tip.hex() if tip else None,
         }
+
+    def config_bytes(self) -> bytes:
+        """The current network configuration, canonical bytes."""
+        return encode(self.network)
 
     def block_bytes(self, number: int) -> bytes | None:
         return self.stores.blocks.get_raw(number)

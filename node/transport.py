@@ -253,6 +253,28 @@ class Transport:
             peer.task = asyncio.create_task(self._run_peer(peer), name=f"p2p-out-{peer.node_id}")
             peer.task.add_done_callback(_log_task_failure)
 
+    def update_members(
+        self, members: Mapping[str, tuple[str, int]], authenticator: PeerAuthenticator
+    ) -> None:
+        """Follow a membership change: dial new members, drop removed ones, and authenticate
+        inbound streams with *authenticator* from now on."""
+        self._auth = authenticator
+        wanted = {pid: hp for pid, hp in members.items() if pid != self.node_id}
+        for peer_id in sorted(set(self._peers) - set(wanted)):
+            peer = self._peers.pop(peer_id)
+            if peer.task is not None:
+                peer.task.cancel()
+            ws = self._inbound.pop(peer_id, None)
+            if ws is not None and not ws.closed:
+                asyncio.get_running_loop().create_task(ws.close())
+        for peer_id in sorted(set(wanted) - set(self._peers)):
+            host, port = wanted[peer_id]
+            peer = _Peer(peer_id, host, port, _Outbox(OUTBOX_MESSAGES_MAX, OUTBOX_BYTES_MAX))
+            self._peers[peer_id] = peer
+            if self._started and not self._stopping:
+                peer.task = asyncio.create_task(self._run_peer(peer), name=f"p2p-out-{peer_id}")
+                peer.task.add_done_callback(_log_task_failure)
+
     async def stop(self) -> None:
         """Cancel the outbound tasks and close every stream, the site and the session."""
         self._stopping = True

@@ -23,6 +23,7 @@ class ValidationCode:
     """One byte per transaction in ``BlockMetadata.validation_codes``."""
 
     VALID = 0
+    BAD_CONFIG_UPDATE = 1  # a configuration update that does not follow from the current one
     NOT_VALIDATED = 255
 
 

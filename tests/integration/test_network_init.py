@@ -171,14 +171,14 @@ def test_show_lists_headers(network: Path) -> None:
     assert table.returncode == 0 and "BLOCK" in table.stdout
 
 
-def _append_block(data_dir: Path, network: Path, mutate: str) -> None:
+def _append_block(data_dir: Path, network: Path, mutate: str, later_ms: int = 1) -> None:
     """Append a block 1 signed by the ministry node, then damage it as *mutate* says."""
     key = read_signing_key(network / "nodes" / "ministry" / "node.key")
     with open_node_store(data_dir) as store:
         genesis = store.blocks.get(0)
         assert genesis is not None
         txs = (genesis.transactions[0],)
-        header = make_header(1, genesis.hash(), txs, genesis.header.timestamp_ms + 1)
+        header = make_header(1, genesis.hash(), txs, genesis.header.timestamp_ms + later_ms)
         meta = BlockMetadata(
             signer=genesis.metadata.signer,
             signature=key.sign(encode(header)),
@@ -234,12 +234,17 @@ def test_verify_names_the_first_bad_block(network: Path, tmp_path: Path, mutate:
     assert "BAD block 1" in result.stdout
 
 
-def test_verify_reports_diverging_nodes(network: Path, tmp_path: Path) -> None:
+def test_verify_tells_a_node_behind_from_diverging_nodes(network: Path, tmp_path: Path) -> None:
     target = copy_network(network, tmp_path)
     _append_block(target / "nodes" / "westfield" / "data", target, "none")
-    result = medledger("chain", "verify", "--network", str(target))
-    assert result.returncode == 1
-    assert "chains differ" in result.stdout
+    behind = medledger("chain", "verify", "--network", str(target))
+    assert behind.returncode == 0, behind.stdout
+    assert "behind the longest: ministry by 1" in behind.stdout
+    _append_block(target / "nodes" / "stmarys" / "data", target, "none", later_ms=2)
+    diverged = medledger("chain", "verify", "--network", str(target), "--json")
+    assert diverged.returncode == 1
+    report = json.loads(diverged.stdout)
+    assert report["diverged"] and not report["ok"]
 
 
 def test_unknown_profile_and_missing_network_are_clear_errors(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""Which configuration updates the network accepts: pure rules, the same on every member.
+
+A :class:`protocol.config.ConfigEnvelope` in a block changes the network configuration only
+if it follows from the current one: same network and root, the next sequence number,
+signed by an admin of the ministry, and changing nothing but the Raft members, by exactly
+one member added or removed. An added member's node certificate must be issued by its
+organisation's CA for that node id and be valid for TLS server use at the update's time.
+Every member evaluates these rules when it applies the block, so all agree on the outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from identity.validate import Purpose, TrustStore
+from protocol.codec import encode
+from protocol.config import ConfigEnvelope, NetworkConfig
+from protocol.errors import RemoteError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def update_problem(
+    current: NetworkConfig, envelope: ConfigEnvelope, trust: TrustStore
+) -> str | None:
+    """Why *envelope* cannot follow *current* (None when it can)."""
+    update = envelope.update
+    new = update.config
+    at = _EPOCH + timedelta(milliseconds=update.timestamp_ms)  # the update's own time
+    try:
+        creator = trust.validate(update.creator, at=at, purpose=Purpose.SIGNING)
+        creator.public_key.verify(encode(update), envelope.signature)
+    except RemoteError as e:
+        return f"creator: {e}"
+    org = current.org(creator.org_id)
+    if org is None or org.kind != "ministry" or creator.role != "admin":
+        return "only a ministry admin may change the configuration"
+    if new.network_id != current.network_id or new.root_ca != current.root_ca:
+        return "the network id and root CA cannot change"
+    if new.sequence != current.sequence + 1:
+        return f"sequence must be {current.sequence + 1}"
+    same = (new.orgs, new.endorsement_rule, new.batch, new.contracts)
+    if same != (current.orgs, current.endorsement_rule, current.batch, current.contracts):
+        return "only the members may change in this version"
+    old_ids = [m.node_id for m in current.members]
+    new_ids = [m.node_id for m in new.members]
+    added = [m for m in new.members if m.node_id not in old_ids]
+    removed = [i for i in old_ids if i not in new_ids]
+    kept = [m for m in new.members if m.node_id in old_ids]
+    if kept != [m for m in current.members if m.node_id in new_ids]:
+        return "a member that stays cannot change"
+    if len(added) + len(removed) != 1:
+        return "exactly one member must be added or removed"
+    if removed and len(new.members) < 1:
+        return "the last member cannot be removed"
+    for member in added:
+        try:
+            node = trust.validate(member.node_cert, at=at, purpose=Purpose.TLS_SERVER)
+        except RemoteError as e:
+            return f"new member certificate: {e}"
+        if node.role != "node" or node.subject_id != member.node_id:
+            return "the new member's certificate is not a node certificate for its node id"
+        if node.org_id != member.org_id:
+            return "the new member's certificate belongs to another organisation"
+    return None

@@ -1,0 +1,72 @@
+"""Building configuration updates that add or remove a Raft member (the ministry's job).
+
+The update is an ordinary :class:`protocol.config.ConfigEnvelope`: the current
+configuration with one member added or removed and the next sequence number, signed by a
+ministry admin. Members check it with :func:`consensus.config_change.update_problem` at
+ingress and again when they apply its block; the leader then moves Raft's membership to
+match (learner first, voter once caught up).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from identity.certs import cert_to_der
+from identity.keys import SigningKey
+from identity.keystore import read_cert
+from node.config import load_node_config
+from protocol import limits
+from protocol.codec import encode
+from protocol.config import ConfigEnvelope, ConfigUpdate, MemberConfig, NetworkConfig
+from protocol.errors import ConfigError
+
+
+def member_from_node_dir(node_dir: Path, config: NetworkConfig) -> MemberConfig:
+    """The member entry for the node laid out in *node_dir* (its node.toml and node.pem)."""
+    node = load_node_config(node_dir / "node.toml")
+    org = config.org(node.org_id)
+    if org is None:
+        raise ConfigError(f"{node.path}: org {node.org_id} is not in the network")
+    return MemberConfig(
+        node_id=node.node_id,
+        org_id=node.org_id,
+        host=node.listen.host,
+        p2p_port=node.listen.p2p_port,
+        api_port=node.listen.api_port,
+        node_cert=cert_to_der(read_cert(node.tls.cert)),
+        endorser=org.kind == "hospital",
+    )
+
+
+def with_member_added(config: NetworkConfig, member: MemberConfig) -> NetworkConfig:
+    """*config* with *member* added and the next sequence number."""
+    if config.member(member.node_id) is not None:
+        raise ConfigError(f"{member.node_id} is already a member")
+    return dataclasses.replace(
+        config, sequence=config.sequence + 1, members=(*config.members, member)
+    )
+
+
+def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:
+    """*config* without member *node_id* and with the next sequence number."""
+    if config.member(node_id) is None:
+        raise ConfigError(f"{node_id} is not a member")
+    members = tuple(m for m in config.members if m.node_id != node_id)
+    if not members:
+        raise ConfigError("the last member cannot be removed")
+    return dataclasses.replace(config, sequence=config.sequence + 1, members=members)
+
+
+def signed_update(config: NetworkConfig, key: SigningKey, cert_der: bytes) -> ConfigEnvelope:
+    """A configuration envelope for *config*, signed by the admin holding *key*."""
+    update = ConfigUpdate(
+        network_id=config.network_id,
+        config=config,
+        creator=cert_der,
+        nonce=os.urandom(limits.NONCE_BYTES),
+        timestamp_ms=int(time.time() * 1000),
+    )
+    return ConfigEnvelope(update=update, signature=key.sign(encode(update)))
