@@ -1,0 +1,172 @@
+"""The configuration-update rules every member applies (consensus.config_change), pure.
+
+Builds a small network in memory (root CA, a ministry and a hospital CA, node and admin
+certificates) and checks that exactly the updates that follow from the current
+configuration are accepted: the next sequence, signed by a ministry admin, one member
+added (with a node certificate of its own org for its id) or removed, nothing else changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consensus.config_change import update_problem
+from identity.certs import (
+    CertificateAuthority,
+    cert_to_der,
+    create_org_ca,
+    create_root_ca,
+    issue_node_cert,
+    issue_user_cert,
+)
+from identity.keys import SigningKey
+from identity.validate import TrustStore
+from protocol.codec import encode
+from protocol.config import (
+    BatchConfig,
+    ConfigEnvelope,
+    ConfigUpdate,
+    MemberConfig,
+    NetworkConfig,
+    OrgConfig,
+)
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+@dataclasses.dataclass
+class World:
+    config: NetworkConfig
+    trust: TrustStore
+    cas: dict[str, CertificateAuthority]
+    admins: dict[str, tuple[SigningKey, bytes]]
+
+    def node(self, org: str, node_id: str, port: int) -> MemberConfig:
+        key = SigningKey.generate()
+        cert = issue_node_cert(self.cas[org], org, node_id, key.public_key, ["127.0.0.1"], now=NOW)
+        return MemberConfig(
+            node_id=node_id,
+            org_id=org,
+            host="127.0.0.1",
+            p2p_port=port,
+            api_port=port + 1,
+            node_cert=cert_to_der(cert),
+            endorser=True,
+        )
+
+    def update(
+        self, config: NetworkConfig, signer: str = "ministry", at_ms: int = NOW_MS + 1000
+    ) -> ConfigEnvelope:
+        key, cert = self.admins[signer]
+        update = ConfigUpdate(
+            network_id=config.network_id,
+            config=config,
+            creator=cert,
+            nonce=os.urandom(24),
+            timestamp_ms=at_ms,
+        )
+        return ConfigEnvelope(update=update, signature=key.sign(encode(update)))
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    root_key = SigningKey.generate()
+    root = CertificateAuthority(create_root_ca("root", root_key, now=NOW), root_key)
+    cas, admins, orgs = {}, {}, []
+    for org, kind in (("ministry", "ministry"), ("northgate", "hospital")):
+        key = SigningKey.generate()
+        ca = CertificateAuthority(create_org_ca(root, org, org, key.public_key, now=NOW), key)
+        cas[org] = ca
+        admin_key = SigningKey.generate()
+        admin = issue_user_cert(ca, org, f"admin@{org}", "admin", admin_key.public_key, now=NOW)
+        admins[org] = (admin_key, cert_to_der(admin))
+        orgs.append(OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert)))
+    w = World(None, TrustStore(root.cert, [c.cert for c in cas.values()]), cas, admins)  # type: ignore[arg-type]
+    w.config = NetworkConfig(
+        network_id="net",
+        sequence=0,
+        root_ca=cert_to_der(root.cert),
+        orgs=tuple(orgs),
+        members=(w.node("ministry", "ministry", 20000), w.node("northgate", "northgate", 20002)),
+        endorsement_rule="2f+1",
+        batch=BatchConfig(max_txs=10, max_bytes=1 << 21, timeout_ms=50),
+        contracts=(),
+    )
+    return w
+
+
+def added(w: World, member: MemberConfig) -> NetworkConfig:
+    return dataclasses.replace(w.config, sequence=1, members=(*w.config.members, member))
+
+
+def test_adding_and_removing_one_member_is_accepted(world: World) -> None:
+    assert (
+        update_problem(
+            world.config,
+            world.update(added(world, world.node("northgate", "n2", 20004))),
+            world.trust,
+        )
+        is None
+    )
+    removed = dataclasses.replace(world.config, sequence=1, members=world.config.members[:1])
+    assert update_problem(world.config, world.update(removed), world.trust) is None
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("hospital admin", "only a ministry admin"),
+        ("skipped sequence", "sequence must be 1"),
+        ("two added", "exactly one member"),
+        ("nothing changed", "exactly one member"),
+        ("batch changed", "only the members may change"),
+        ("cert of another org", "belongs to another organisation"),
+        ("cert for another id", "not a node certificate for its node id"),
+        ("member changed", "a member that stays cannot change"),
+        ("forged signature", "creator"),
+        ("before the certificates", "creator"),
+    ],
+)
+def test_updates_that_do_not_follow_are_refused(world: World, case: str, words: str) -> None:
+    new = world.node("northgate", "n2", 20004)
+    config = added(world, new)
+    envelope = world.update(config)
+    if case == "hospital admin":
+        envelope = world.update(config, signer="northgate")
+    elif case == "skipped sequence":
+        envelope = world.update(dataclasses.replace(config, sequence=2))
+    elif case == "two added":
+        two = (*config.members, world.node("northgate", "n3", 20006))
+        envelope = world.update(dataclasses.replace(config, members=two))
+    elif case == "nothing changed":
+        envelope = world.update(dataclasses.replace(world.config, sequence=1))
+    elif case == "batch changed":
+        envelope = world.update(
+            dataclasses.replace(
+                config, batch=BatchConfig(max_txs=11, max_bytes=1 << 21, timeout_ms=50)
+            )
+        )
+    elif case == "cert of another org":
+        envelope = world.update(
+            added(
+                world, dataclasses.replace(world.node("ministry", "n2", 20004), org_id="northgate")
+            )
+        )
+    elif case == "cert for another id":
+        envelope = world.update(added(world, dataclasses.replace(new, node_id="n9")))
+    elif case == "member changed":
+        moved = dataclasses.replace(world.config.members[1], p2p_port=30000, api_port=30001)
+        envelope = world.update(
+            dataclasses.replace(config, members=(world.config.members[0], moved, new))
+        )
+    elif case == "forged signature":
+        envelope = dataclasses.replace(envelope, signature=world.admins["ministry"][0].sign(b"x"))
+    elif case == "before the certificates":
+        envelope = world.update(config, at_ms=int((NOW - timedelta(days=1)).timestamp() * 1000))
+    problem = update_problem(world.config, envelope, world.trust)
+    assert problem is not None and words in problem, problem
