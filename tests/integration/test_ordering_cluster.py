@@ -2,11 +2,11 @@
 
 Proves, with `medledger node start` processes and their LevelDB: a leader is elected and
 envelopes submitted through any node commit into identical chains; bad envelopes (garbage,
-oversize, another network's signer, a forged signature, another network id) get a clear 4xx
-and the node keeps serving; and under load from 8 closed-loop clients, killing the leader
-twice and a follower once with SIGKILL and restarting them loses no acknowledged envelope
-and orders none twice: every acknowledged envelope is in every node's chain exactly once,
-at the block and index it was acknowledged with.
+oversize, another network's signer, a forged signature, another network id) get a clear 4xx,
+the node keeps serving, and no payload reaches a log file; and under load from 8 closed-loop
+clients, killing the leader twice and a follower once with SIGKILL and restarting them loses
+no acknowledged envelope and orders none twice: every acknowledged envelope is in every
+node's chain exactly once, at the block and index it was acknowledged with.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from protocol import limits
 from protocol.codec import encode
 from tests.integration.cluster import NETWORK_ID, Cluster, chain_tx_ids
 from tests.integration.conftest import init_local_network
+
+# Stands in for what must never reach a log line: a patient's name and national id.
+SENTINEL = b"PATIENT Jane Q. Doe NID 850101-1234567"
 
 
 def envelope_bytes(cluster: Cluster, payload: bytes = b"x", **kw: object) -> bytes:
@@ -92,8 +95,15 @@ def test_bad_envelopes_get_clear_errors_and_the_node_keeps_serving(
             client.submit(body)
         assert refused.value.status == status, name
         assert words in refused.value.reason, (name, refused.value.reason)
-    assert client.submit(envelope_bytes(cluster))["block"] >= 1
+    assert client.submit(envelope_bytes(cluster, SENTINEL))["block"] >= 1
+    bad_with_sentinel = envelope_bytes(cluster, SENTINEL, network_id="elsewhere")
+    with pytest.raises(NodeRefused):
+        client.submit(bad_with_sentinel)
     assert client.health()["serving"]
+    cluster.stop()
+    for written in sorted(cluster.out.glob("nodes/*/node.*")):
+        if written.suffix in (".log", ".out"):
+            assert SENTINEL not in written.read_bytes(), f"payload leaked into {written}"
 
 
 def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster) -> None:
