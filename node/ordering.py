@@ -133,6 +133,7 @@ class OrderingNode:
         self._wake = asyncio.Event()
         self._stopping = False
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
+        self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
         self._pending_ids: set[bytes] = set()  # leader: queued, cut or in an uncommitted block
         self._own_blocks: set[int] = set()  # leader: blocks it cut in this term, not yet applied
         self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
@@ -163,6 +164,7 @@ class OrderingNode:
             if self.role is Role.LEADER:
                 self._enqueue(raw, tx_id)
             elif self.leader:
+                self._forwarded[tx_id] = raw
                 self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
                 self.metrics.inc("ordering_forwarded")
             else:
@@ -172,6 +174,9 @@ class OrderingNode:
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), SUBMIT_TIMEOUT_S)
         except TimeoutError:
+            if self._waiters.get(tx_id) is waiter and not waiter.done():
+                del self._waiters[tx_id]  # a retry starts afresh; nothing waits forever
+                self._forwarded.pop(tx_id, None)
             raise SubmitTimeoutError(
                 f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
             ) from None
@@ -336,12 +341,27 @@ class OrderingNode:
 
     def _on_soft_state(self, role: Role, leader: str) -> None:
         was_leader = self.role is Role.LEADER
+        old_leader = self.leader
         self.role, self.leader = role, leader
         event(log, logging.INFO, "raft.role", role=role.value, leader=leader, term=self.raft.term)
         if role is Role.LEADER and not was_leader:
             self._become_leader()
         elif was_leader and role is not Role.LEADER:
             self._leave_leadership()
+        if leader and leader != old_leader:
+            self._reforward()
+
+    def _reforward(self) -> None:
+        """Send envelopes our clients still wait for to the new leader (or queue them if that
+        is us): the old leader may have died with them. Duplicates are dropped by tx_id."""
+        for tx_id, raw in list(self._forwarded.items()):
+            if tx_id not in self._waiters:
+                del self._forwarded[tx_id]
+            elif self.role is Role.LEADER:
+                self._enqueue(raw, tx_id)
+            else:
+                self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
+                self.metrics.inc("ordering_reforwarded")
 
     def _become_leader(self) -> None:
         """Find the chain's tail in our log and the envelopes already in uncommitted blocks."""
@@ -380,7 +400,13 @@ class OrderingNode:
             self.raft.report_unreachable(peer)
 
     def _cut_blocks(self) -> None:
-        if self.role is not Role.LEADER:
+        # The core's own role: a tick or a message may have deposed us since the last Ready
+        # (our self.role follows Ready's soft state, one step later).
+        if (
+            self.role is not Role.LEADER
+            or self.raft.role is not Role.LEADER
+            or self.raft.transferee
+        ):
             return
         for transactions in self.cutter.take_ready():
             number = self._tail[0] + 1
@@ -394,7 +420,17 @@ class OrderingNode:
                     validation_codes=b"",
                 ),
             )
-            self.raft.propose(encode(block))
+            try:
+                self.raft.propose(encode(block))
+            except RaftRefused as e:
+                # Refused (e.g. too many uncommitted bytes): these envelopes stay unordered;
+                # their clients time out and retry, and deduplication keeps that safe.
+                self.cutter.on_committed()
+                for raw in transactions:
+                    self._pending_ids.discard(decode_tx(raw).tx_id)
+                self.metrics.inc("ordering_proposals_refused")
+                event(log, logging.WARNING, "ordering.proposal_refused", reason=type(e).__name__)
+                continue
             self._tail = (number, block.hash())
             self._own_blocks.add(number)
             self.metrics.inc("ordering_blocks_cut")
@@ -423,6 +459,7 @@ class OrderingNode:
         for index, raw in enumerate(block.transactions):
             tx_id = decode_tx(raw).tx_id
             self._pending_ids.discard(tx_id)
+            self._forwarded.pop(tx_id, None)
             waiter = self._waiters.pop(tx_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))

@@ -20,7 +20,9 @@ from protocol.errors import ConfigError, FieldError
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PORTS_PER_NODE = 2  # p2p (mutual TLS between members) and api (clients)
 AUTO_PORT_FIRST = 20_000  # above the usual well-known and registered services
-AUTO_PORT_LAST = 60_000  # below Linux's default ephemeral range (32768-60999 overlaps; we probe)
+# Below Linux's default ephemeral range (32768-60999): a port there can be taken by an
+# outgoing connection while its node is down, and the node could not restart.
+AUTO_PORT_LAST = 32_000
 AUTO_PORT_STEP = 20  # room for ten nodes per network
 
 
