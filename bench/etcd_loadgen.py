@@ -1,0 +1,160 @@
+"""Closed-loop put load against etcd's v3 JSON gRPC-gateway, shaped like ``node.loadgen``.
+
+N clients, each with one request outstanding at a time: ``POST /v3/kv/put`` with a unique
+base64 key and a 1 KiB value, then wait for the answer before the next. As in
+``node.loadgen.run_load``, a client picks the member round-robin per request (starting at its
+own number), a request is only started before the deadline and every started request is
+waited for, a 5xx or connection error is retried after a pause and its latency counts from the
+first send.
+
+It speaks HTTP/1.1 keep-alive directly over asyncio streams (one connection per client per
+member) instead of going through an HTTP client library: the request line and headers are a
+preformatted template and the response is parsed only as far as status and length, so the
+load generator spends as little CPU as a Python client can and leaves the cores to the
+cluster it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+RETRY_PAUSE_S = 0.05
+REQUEST_TIMEOUT_S = 15.0
+ATTEMPTS_MAX = 200
+PATH = "/v3/kv/put"
+
+
+@dataclasses.dataclass(slots=True)
+class PutResult:
+    """What a run produced: one latency (s) per acknowledged put."""
+
+    latencies_s: list[float]
+    failures: list[str]  # refused or given up; retried requests are only counted
+    retries: int
+    elapsed_s: float
+
+
+class _Conn:
+    """One keep-alive HTTP/1.1 connection to one member."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None
+        writer.write(b"%s%d\r\n\r\n%s" % (self.head, len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            end = lower.index(b"\r\n", at + 2)
+            payload = await reader.readexactly(int(lower[at + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in lower:
+            payload = await _read_chunked(reader)
+        else:
+            raise ConnectionError("response without a length")
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, payload
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+async def run_put_load(
+    endpoints: Sequence[tuple[str, int]],
+    *,
+    clients: int,
+    duration_s: float,
+    value_bytes: int = 1024,
+    key_prefix: str = "bench",
+    first_client: int = 0,
+    before_start: Callable[[], Awaitable[None]] | None = None,
+) -> PutResult:
+    """Run *clients* closed-loop put clients for *duration_s*; connections are opened first.
+
+    *before_start*, if given, is awaited once every connection is up; the clock starts after.
+    """
+    latencies: list[float] = []
+    failures: list[str] = []
+    retries = 0
+    numbers = range(first_client, first_client + clients)
+    conns = {n: [_Conn(host, port) for host, port in endpoints] for n in numbers}
+    await asyncio.gather(*(c.open() for cs in conns.values() for c in cs))
+    if before_start is not None:
+        await before_start()
+    start = time.perf_counter()
+    deadline = start + duration_s
+    value = base64.b64encode(bytes([0x61 + n % 26 for n in range(value_bytes)])).decode()
+
+    async def client(number: int) -> None:
+        nonlocal retries
+        mine = conns[number]
+        turn = number
+        seq = 0
+        body_start = b'{"value":"' + value.encode() + b'","key":"'
+        last = ""
+        while time.perf_counter() < deadline:
+            seq += 1
+            key = base64.b64encode(b"%s/%05d/%010d" % (key_prefix.encode(), number, seq))
+            body = body_start + key + b'"}'
+            sent = time.perf_counter()
+            for _attempt in range(ATTEMPTS_MAX):
+                conn = mine[turn % len(mine)]
+                turn += 1
+                try:
+                    status, payload = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
+                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
+                    conn.close()
+                    retries += 1
+                    last = type(e).__name__
+                else:
+                    if status == 200 and payload.startswith(b'{"header"'):
+                        latencies.append(time.perf_counter() - sent)
+                        break
+                    if 400 <= status < 500:
+                        failures.append(f"refused {status}: {payload[:200]!r}")
+                        break
+                    retries += 1
+                    last = f"status {status}"
+                await asyncio.sleep(RETRY_PAUSE_S)
+            else:
+                failures.append(f"gave up after {ATTEMPTS_MAX} attempts (last: {last})")
+
+    try:
+        await asyncio.gather(*(client(n) for n in numbers))
+    finally:
+        for cs in conns.values():
+            for c in cs:
+                c.close()
+    return PutResult(latencies, failures, retries, time.perf_counter() - start)
