@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -219,6 +220,20 @@ class _OrgCA:
     cert: x509.Certificate
 
 
+# Leaves whose chain, signatures, usage and subject were verified, per purpose. A network
+# has a few thousand active identities at most; past that the least recently used go.
+VERIFIED_CACHE_MAX = 4_096
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """What a full validation established once; time and revocation are checked per call."""
+
+    identity: Identity
+    ca_serial: int
+    windows: tuple[tuple[x509.Certificate, str], ...]  # (certificate, what) leaf to root
+
+
 class TrustStore:
     """The root CA and the organisation CAs it signed; validates leaf certificates.
 
@@ -233,6 +248,7 @@ class TrustStore:
             self._load(root, org_cas)
         except PARSE_ERRORS as exc:
             raise CertificateError("a CA certificate has a malformed or unsupported field") from exc
+        self._verified: OrderedDict[tuple[bytes, Purpose], _Verified] = OrderedDict()
 
     def _load(self, root: x509.Certificate, org_cas: Iterable[x509.Certificate]) -> None:
         _check_ca_profile(root, "root CA", path_length_max=1)
@@ -281,12 +297,35 @@ class TrustStore:
         at = _check_at(at)
         if not isinstance(purpose, Purpose):
             raise LocalError("purpose must be a Purpose")
+        key = (bytes(leaf_der), purpose)
+        known = self._verified.get(key)
+        if known is not None:
+            # The structural checks and signatures cannot change for the same bytes; what
+            # depends on this call's time and revocation list is checked again, in the
+            # order and with the messages of a full validation.
+            if known.ca_serial in revoked:
+                raise CertificateError("certificate's organisation CA is revoked")
+            if known.identity.serial in revoked:
+                raise CertificateError("certificate is revoked")
+            for cert_in_chain, what in known.windows:
+                _check_time(cert_in_chain, at, what)
+            self._verified.move_to_end(key)
+            return known.identity
         cert = cert_from_der(leaf_der)
         try:
-            return self._validate(leaf_der, cert, at, revoked, purpose)
+            identity = self._validate(leaf_der, cert, at, revoked, purpose)
         except PARSE_ERRORS as exc:
             # cryptography parses some fields lazily; a malformed one surfaces here.
             raise CertificateError("certificate has a malformed or unsupported field") from exc
+        org_ca = self._org_cas[_authority_key_id(cert)]  # type: ignore[index]
+        self._verified[key] = _Verified(
+            identity,
+            org_ca.cert.serial_number,
+            ((self._root, "root CA"), (org_ca.cert, "organisation CA"), (cert, "certificate")),
+        )
+        if len(self._verified) > VERIFIED_CACHE_MAX:
+            self._verified.popitem(last=False)
+        return identity
 
     def _validate(
         self,

@@ -497,3 +497,29 @@ def test_verify_signed_accepts_identity_or_key(pki: Pki) -> None:
         verify_signed(identity, b"block header", b"\x30\x00")
     with pytest.raises(LocalError):
         verify_signed(b"not a key", b"x", signature)  # type: ignore[arg-type]
+
+
+def test_a_remembered_validation_still_checks_time_and_revocation(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TrustStore(pki.root.cert, [pki.org.cert, pki.org_b.cert])
+    der = cert_to_der(pki.user)
+    identity = store.validate(der, at=AT)
+
+    def no_full_validation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a remembered certificate was validated in full again")
+
+    monkeypatch.setattr(store, "_validate", no_full_validation)
+    assert store.validate(der, at=AT) == identity
+    with pytest.raises(CertificateError, match=r"^certificate is revoked"):
+        store.validate(der, at=AT, revoked=frozenset({pki.user.serial_number}))
+    with pytest.raises(CertificateError, match=r"^certificate's organisation CA is revoked"):
+        store.validate(der, at=AT, revoked=frozenset({pki.org.cert.serial_number}))
+    with pytest.raises(CertificateError, match=r"^certificate has expired"):
+        store.validate(der, at=NOW + 826 * DAY)
+    with pytest.raises(CertificateError, match=r"^root CA is not yet valid"):
+        store.validate(der, at=NOW - DAY)
+    with pytest.raises(CertificateError, match=r"^organisation CA has expired"):
+        store.validate(der, at=NOW + 1826 * DAY)
+    with pytest.raises(AssertionError):  # another purpose is validated in full, once
+        store.validate(der, at=AT, purpose=Purpose.TLS_CLIENT)
