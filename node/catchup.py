@@ -77,7 +77,7 @@ async def catch_up(
     client_ctx: ssl.SSLContext,
     trust: TrustStore,
     network: NetworkConfig,
-    commit: Callable[[Block], None],
+    commit: Callable[[Block], object],
 ) -> int:
     """Pull and commit blocks until the chain reaches *point*; returns how many were added.
 

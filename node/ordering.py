@@ -450,30 +450,31 @@ class OrderingNode:
             block.number == height, f"committed block {block.number} but the chain is at {height}"
         )
         failpoints.hit("block-before-commit")
-        self.commit_validated(block)
+        tx_ids = self.commit_validated(block)
         failpoints.hit("block-after-commit")
         self.metrics.inc("ordering_blocks_committed")
         if block.number in self._own_blocks:
             self._own_blocks.discard(block.number)
             self.cutter.on_committed()
-        for index, raw in enumerate(block.transactions):
-            tx_id = decode_tx(raw).tx_id
+        for index, tx_id in enumerate(tx_ids):
             self._pending_ids.discard(tx_id)
             self._forwarded.pop(tx_id, None)
             waiter = self._waiters.pop(tx_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
 
-    def commit_validated(self, block: Block) -> None:
+    def commit_validated(self, block: Block) -> list[bytes]:
         """Validate *block*'s transactions against the current configuration, set their
         codes, and commit it with the writes of the valid ones (one synced batch); then
         follow any configuration change it made. Blocks pulled during catch-up come here
-        too: validation codes are always recomputed, never trusted."""
+        too: validation codes are always recomputed, never trusted. Returns the tx ids."""
         codes = []
+        tx_ids = []
         writes = []
         config = self.network
         for index, raw in enumerate(block.transactions):
             tx = decode_tx(raw)
+            tx_ids.append(tx.tx_id)
             if isinstance(tx, ConfigEnvelope):
                 problem = update_problem(config, tx, self.trust)
                 if problem is None:
@@ -488,9 +489,10 @@ class OrderingNode:
             else:
                 codes.append(ValidationCode.VALID)
         metadata = dataclasses.replace(block.metadata, validation_codes=bytes(codes))
-        self.stores.commit_block(dataclasses.replace(block, metadata=metadata), writes)
+        self.stores.commit_block(dataclasses.replace(block, metadata=metadata), writes, tx_ids)
         if config is not self.network:
             self._follow_config(config)
+        return tx_ids
 
     def _follow_config(self, config: NetworkConfig) -> None:
         self.network = config

@@ -15,12 +15,12 @@ is the path that does this). One BlockStore per KV: it is the only writer of its
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from protocol import limits
 from protocol.block import GENESIS_PREVIOUS_HASH, Block, tx_ids_of
 from protocol.codec import decode, encode
-from protocol.errors import RemoteError, check_invariant
+from protocol.errors import LocalError, RemoteError, check_invariant
 from protocol.hashing import short_hex
 from storage import schema
 from storage.errors import BlockOrderError, CorruptionError
@@ -59,10 +59,22 @@ class BlockStore:
         """The header hash of the last block, None before genesis."""
         return self._tip_hash
 
-    def append(self, block: Block, batch: WriteBatch | None = None) -> None:
-        """Append *block* at the tip; with *batch*, stage it there (see note_committed)."""
+    def append(
+        self,
+        block: Block,
+        batch: WriteBatch | None = None,
+        tx_ids: Sequence[bytes] | None = None,
+    ) -> None:
+        """Append *block* at the tip; with *batch*, stage it there (see note_committed).
+
+        *tx_ids*, when the caller has already decoded the transactions, saves decoding
+        them again; it must list the block's transaction ids in order.
+        """
         self._check_order(block)
-        tx_ids = tx_ids_of(block)  # may raise on a bad transaction: nothing written yet
+        if tx_ids is None:
+            tx_ids = tx_ids_of(block)  # may raise on a bad transaction: nothing written yet
+        elif len(tx_ids) != len(block.transactions):
+            raise LocalError("append: tx_ids do not match the block's transactions")
         if batch is None:
             with self.kv.batch(sync=True) as own:
                 self._stage(block, tx_ids, own)
@@ -133,7 +145,7 @@ class BlockStore:
                 f" the tip is {short_hex(expected)}"
             )
 
-    def _stage(self, block: Block, tx_ids: list[bytes], batch: WriteBatch) -> None:
+    def _stage(self, block: Block, tx_ids: Sequence[bytes], batch: WriteBatch) -> None:
         number = block.number
         batch.put(schema.block_key(number), encode(block))
         batch.put(schema.block_hash_key(block.hash()), schema.U64.pack(number))

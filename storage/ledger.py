@@ -30,6 +30,7 @@ def commit_block(
     state: WorldState,
     block: Block,
     valid_writes: Sequence[tuple[int, Sequence[KVWrite]]],
+    tx_ids: Sequence[bytes] | None = None,
 ) -> None:
     """Write *block* and the writes of its valid transactions in one synced batch.
 
@@ -49,7 +50,7 @@ def commit_block(
             )
         previous = tx_index
     with kv.batch(sync=True) as batch:
-        blocks.append(block, batch)
+        blocks.append(block, batch, tx_ids)
         for tx_index, writes in valid_writes:
             state.apply(writes, Version(block.number, tx_index), batch)
     blocks.note_committed(block)
@@ -71,7 +72,10 @@ class Stores:
         return cls(kv, BlockStore(kv), WorldState(kv), RaftLogStore(kv), VaultStore(kv))
 
     def commit_block(
-        self, block: Block, valid_writes: Sequence[tuple[int, Sequence[KVWrite]]]
+        self,
+        block: Block,
+        valid_writes: Sequence[tuple[int, Sequence[KVWrite]]],
+        tx_ids: Sequence[bytes] | None = None,
     ) -> None:
         """:func:`commit_block` on these stores."""
-        commit_block(self.kv, self.blocks, self.state, block, valid_writes)
+        commit_block(self.kv, self.blocks, self.state, block, valid_writes, tx_ids)

@@ -14,7 +14,7 @@ import pytest
 
 from protocol.block import GENESIS_PREVIOUS_HASH, tx_ids_of
 from protocol.codec import encode
-from protocol.errors import InvariantViolation, RemoteError
+from protocol.errors import InvariantViolation, LocalError, RemoteError
 from storage import schema
 from storage.blocks import BlockStore
 from storage.errors import BlockOrderError, CorruptionError
@@ -186,3 +186,16 @@ def test_corruption_is_reported(kv: KV, rng: random.Random) -> None:
     kv.put(schema.block_key(1), b"")
     with pytest.raises(CorruptionError):
         BlockStore(kv)
+
+
+def test_precomputed_tx_ids_index_the_same_and_must_match(kv: KV, rng: random.Random) -> None:
+    blocks = BlockStore(kv)
+    chain = ChainBuilder(rng).blocks(2, txs_per_block=3)
+    with pytest.raises(LocalError):
+        blocks.append(chain[0], tx_ids=tx_ids_of(chain[0])[:2])
+    assert blocks.height == 0
+    for block in chain:
+        blocks.append(block, tx_ids=tx_ids_of(block))
+    for block in chain:
+        for index, tx_id in enumerate(tx_ids_of(block)):
+            assert blocks.locate_tx(tx_id) == (block.number, index)
