@@ -100,6 +100,11 @@ class NodeClient:
     def chain_info(self) -> dict[str, Any]:
         return self._run("GET", "/v1/chain")  # type: ignore[no-any-return]
 
+    def request_text(self, path: str) -> str:
+        """GET *path* as text (e.g. /metrics)."""
+        raw: bytes = self._run("GET", path, raw=True)
+        return raw.decode("utf-8")
+
     def config_bytes(self) -> bytes:
         """GET /v1/config: the current network configuration's canonical bytes."""
         return self._run("GET", "/v1/config", raw=True)  # type: ignore[no-any-return]

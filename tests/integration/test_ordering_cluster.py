@@ -60,6 +60,14 @@ def test_envelopes_through_every_node_commit_into_identical_chains(cluster: Clus
     )
     status = cluster.client("riverside").raft_status()
     assert status["leader"] and status["commit_index"] >= 1
+    metrics = cluster.client("riverside").request_text("/metrics")
+    assert "# TYPE medledger_ordering_blocks_committed counter" in metrics
+    committed = next(
+        int(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("medledger_ordering_blocks_committed ")
+    )
+    assert committed >= len(cluster.nodes) + 1
     cluster.stop()
     chains = {n: chain_tx_ids(cluster.out / "nodes" / n) for n in cluster.nodes}
     assert len({tuple(h) for h, _ in chains.values()}) == 1
