@@ -12,8 +12,15 @@ from typing import Any
 
 import click
 
-from cli.errors import fail
-from node.bootstrap import NETWORK_FILE, InitOptions, NodeEntry, init_network, load_network
+from cli.errors import fail, passphrase_from_env
+from node.bootstrap import (
+    NETWORK_FILE,
+    InitOptions,
+    NodeEntry,
+    init_network,
+    load_network,
+    network_id_of,
+)
 from node.client import NodeClient, NodeRefused, NodeUnavailable, network_ssl_context
 from node.profile import load_profile
 from node.supervisor import (
@@ -214,7 +221,6 @@ def submit(
     as_json: bool,
 ) -> None:
     """Sign a payload as an admin, submit it, and wait until it is in a committed block."""
-    import os
 
     from identity.certs import cert_to_der
     from identity.keystore import read_cert, read_signing_key
@@ -226,11 +232,10 @@ def submit(
         target = pick_node(network, node)
         org_id = org or next((e.org_id for e in entries if e.role == "peer"), entries[0].org_id)
         admin_dir = network / "orgs" / org_id / "admin"
-        passphrase = os.environ.get(passphrase_env, "").encode() if passphrase_env else None
-        key = read_signing_key(admin_dir / "admin.key", passphrase)
+        key = read_signing_key(admin_dir / "admin.key", passphrase_from_env(passphrase_env))
         cert = cert_to_der(read_cert(admin_dir / "admin.pem"))
         payload = payload_file.read_bytes()
-        network_id = _network_id(network)
+        network_id = network_id_of(network)
         envelope = opaque_envelope(
             payload,
             network_id=network_id,
@@ -253,9 +258,3 @@ def submit(
             f"committed in block {result['block']} at index {result['index']}{dup}: "
             f"tx {result['tx_id'][:16]} ({elapsed_ms:.1f} ms)"
         )
-
-
-def _network_id(network: Path) -> str:
-    import tomllib
-
-    return str(tomllib.loads((network / NETWORK_FILE).read_text())["network_id"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ import click
 
 from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
-from cli.errors import fail
+from cli.errors import fail, passphrase_from_env
 from cli.membership import add_member, add_node_command, remove_member
 from node.bootstrap import InitOptions, init_network
 from node.profile import load_profile
@@ -80,12 +79,7 @@ def network() -> None:
 @reports_errors
 def network_init(profile: str, out: Path, force: bool, passphrase_env: str, as_json: bool) -> None:
     """Write a complete network: CAs, certificates, genesis block and node configs."""
-    passphrase = None
-    if passphrase_env:
-        value = os.environ.get(passphrase_env)
-        if not value:
-            fail(f"--passphrase-env names {passphrase_env}, which is not set or empty")
-        passphrase = value.encode()
+    passphrase = passphrase_from_env(passphrase_env)
     spec = load_profile(profile)
     nodes = init_network(
         spec,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import click
 
 from cli.cluster import json_option, network_option, pick_node
-from cli.errors import fail
+from cli.errors import fail, passphrase_from_env
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
 from node.bootstrap import add_node, drop_node_entry, load_network
@@ -31,15 +30,6 @@ from protocol.errors import MedledgerError
 PROMOTION_WAIT_S = 60.0
 
 
-def _passphrase(env: str) -> bytes | None:
-    if not env:
-        return None
-    value = os.environ.get(env)
-    if not value:
-        fail(f"--passphrase-env names {env}, which is not set or empty")
-    return value.encode()
-
-
 @click.command("add-node")
 @network_option
 @click.option("--org", required=True, help="The organisation the node belongs to.")
@@ -56,7 +46,7 @@ def add_node_command(
             org,
             node_id,
             now=datetime.now(UTC),
-            passphrase=_passphrase(passphrase_env),
+            passphrase=passphrase_from_env(passphrase_env),
             passphrase_env=passphrase_env,
         )
     except MedledgerError as e:
@@ -88,7 +78,7 @@ def _current_config(client: NodeClient) -> NetworkConfig:
 def _ministry_admin(network: Path, config: NetworkConfig, passphrase_env: str) -> tuple[Any, bytes]:
     ministry = next(o.org_id for o in config.orgs if o.kind == "ministry")
     admin = network / "orgs" / ministry / "admin"
-    key = read_signing_key(admin / "admin.key", _passphrase(passphrase_env))
+    key = read_signing_key(admin / "admin.key", passphrase_from_env(passphrase_env))
     return key, cert_to_der(read_cert(admin / "admin.pem"))
 
 

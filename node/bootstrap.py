@@ -21,8 +21,10 @@ import dataclasses
 import os
 import shutil
 import tomllib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -219,25 +221,51 @@ def _node_hosts(host: str) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
+def _node_row(out: Path, entry: NodeEntry) -> dict[str, object]:
+    """One node as network.toml lists it."""
+    return {
+        "id": entry.node_id,
+        "org": entry.org_id,
+        "role": entry.role,
+        "host": entry.host,
+        "p2p_port": entry.p2p_port,
+        "api_port": entry.api_port,
+        "config": str(entry.config.relative_to(out)),
+    }
+
+
 def _write_network_file(out: Path, profile: Profile, entries: list[NodeEntry]) -> None:
     doc = {
         "network_id": profile.network_id,
         "profile": profile.name,
         "genesis": GENESIS_FILE,
-        "nodes": [
-            {
-                "id": e.node_id,
-                "org": e.org_id,
-                "role": e.role,
-                "host": e.host,
-                "p2p_port": e.p2p_port,
-                "api_port": e.api_port,
-                "config": str(e.config.relative_to(out)),
-            }
-            for e in entries
-        ],
+        "nodes": [_node_row(out, e) for e in entries],
     }
     (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+
+
+def _read_network_file(out: Path) -> dict[str, Any]:
+    path = out / NETWORK_FILE
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{out}: no network here (run `medledger network init`)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def _rewrite_nodes(out: Path, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    doc = _read_network_file(out)
+    doc["nodes"] = edit(list(doc.get("nodes", [])))
+    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+
+
+def network_id_of(out: Path) -> str:
+    """The id of the network initialised in *out*."""
+    value = _read_network_file(out).get("network_id")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{out / NETWORK_FILE}: field network_id is missing")
+    return value
 
 
 def add_node(
@@ -277,7 +305,7 @@ def add_node(
     write_private_key(node_dir / "node.key", node_key, passphrase)
     write_cert(node_dir / "node.pem", node_cert)
     listen = ListenConfig(host=host, p2p_port=base, api_port=base + 1)
-    network_id = str(tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))["network_id"])
+    network_id = network_id_of(out)
     (node_dir / "node.toml").write_text(
         node_config_toml(
             node_id=node_id,
@@ -295,38 +323,19 @@ def add_node(
     entry = NodeEntry(
         node_id, org_id, "peer", host, listen.p2p_port, listen.api_port, node_dir / "node.toml"
     )
-    doc = tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))
-    doc["nodes"].append(
-        {
-            "id": entry.node_id,
-            "org": entry.org_id,
-            "role": entry.role,
-            "host": entry.host,
-            "p2p_port": entry.p2p_port,
-            "api_port": entry.api_port,
-            "config": str(entry.config.relative_to(out)),
-        }
-    )
-    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+    _rewrite_nodes(out, lambda rows: [*rows, _node_row(out, entry)])
     return entry
 
 
 def drop_node_entry(out: Path, node_id: str) -> None:
     """Take *node_id* out of network.toml (its directory stays, for the record)."""
-    doc = tomllib.loads((out / NETWORK_FILE).read_text(encoding="utf-8"))
-    doc["nodes"] = [n for n in doc.get("nodes", []) if n.get("id") != node_id]
-    (out / NETWORK_FILE).write_text(tomli_w.dumps(doc), encoding="utf-8")
+    _rewrite_nodes(out, lambda rows: [n for n in rows if n.get("id") != node_id])
 
 
 def load_network(out: Path) -> list[NodeEntry]:
     """The nodes of the network initialised in *out* (ConfigError if there is none)."""
     path = out / NETWORK_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{out}: no network here (run `medledger network init`)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = _read_network_file(out)
     entries = []
     for i, node in enumerate(data.get("nodes", [])):
         try:
