@@ -39,13 +39,16 @@ class CatchUpFailed(MedledgerError):
     """No peer could serve the blocks a snapshot needs; Raft will send the snapshot again."""
 
 
-def add_block_routes(app: web.Application, stores: Stores, auth: PeerAuthenticator) -> None:
-    """Serve consecutive blocks to authenticated members on *app* (the p2p application)."""
+def add_block_routes(
+    app: web.Application, stores: Stores, auth: Callable[[], PeerAuthenticator]
+) -> None:
+    """Serve consecutive blocks to authenticated members on *app* (the p2p application);
+    *auth* gives the current members' authenticator, which changes with the membership."""
 
     async def blocks(request: web.Request) -> web.Response:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         try:
-            auth.authenticate(peer_certificate_der(ssl_object), Purpose.TLS_CLIENT)
+            auth().authenticate(peer_certificate_der(ssl_object), Purpose.TLS_CLIENT)
         except CertificateError:
             return web.json_response({"error": "members only"}, status=403)
         try:

@@ -4,7 +4,8 @@ For every block in order: its bytes decode as a canonical block; its number is i
 its previous_hash is the previous header's hash; its data hash and transaction count match
 its transactions; every transaction decodes; and its header signature verifies under a node
 certificate that chains to the network's root through a member organisation's CA, valid at
-the block's time. The genesis block must also carry a configuration signed by a ministry
+the block's time, of a member in the configuration as the chain's valid configuration updates
+have made it so far. The genesis block must also carry a configuration signed by a ministry
 admin, and, when the network's genesis file is given, be byte-identical to it. The audit
 stops at the first bad block and names it.
 """
@@ -15,13 +16,15 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from identity.certs import cert_from_der
+from consensus.config_change import update_problem
 from identity.validate import Purpose, TrustStore
 from node.genesis import genesis_envelope
+from node.tls import trust_store
 from protocol.block import GENESIS_PREVIOUS_HASH, Block, data_problems, decode_tx
 from protocol.codec import decode, encode
-from protocol.config import NetworkConfig
+from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import IntegrityError, RemoteError
+from protocol.transaction import Envelope
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,19 +62,26 @@ def audit_chain(
             if number == 0:
                 if genesis_bytes is not None and raw != genesis_bytes:
                     raise BlockRejected("differs from the network's genesis block")
-                config = _check_genesis(block)
-                trust = TrustStore(
-                    cert_from_der(config.root_ca), [cert_from_der(o.ca_cert) for o in config.orgs]
-                )
+                config, trust = _check_genesis(block)
             if trust is None or config is None:  # unreachable: block 0 sets both
                 raise BlockRejected("no genesis configuration")
-            check_block(block, number, previous_hash, trust, config)
-        except BlockRejected as e:
-            return ChainReport(height, number, _hex_or_none(previous_hash, number), number, str(e))
-        except RemoteError as e:
+            transactions = check_block(block, number, previous_hash, trust, config)
+            config = _config_after(transactions, config, trust)
+        except RemoteError as e:  # BlockRejected included
             return ChainReport(height, number, _hex_or_none(previous_hash, number), number, str(e))
         previous_hash = block.hash()
     return ChainReport(height, height, previous_hash if height else None)
+
+
+def _config_after(
+    transactions: list[Envelope | ConfigEnvelope], config: NetworkConfig, trust: TrustStore
+) -> NetworkConfig:
+    """The configuration once a block's valid configuration updates are applied, by the
+    rules every member applied when it committed the block."""
+    for tx in transactions:
+        if isinstance(tx, ConfigEnvelope) and update_problem(config, tx, trust) is None:
+            config = tx.update.config
+    return config
 
 
 def _hex_or_none(previous_hash: bytes, number: int) -> bytes | None:
@@ -85,13 +95,11 @@ def _decode_block(raw: bytes) -> Block:
         raise BlockRejected(f"does not decode: {e}") from None
 
 
-def _check_genesis(block: Block) -> NetworkConfig:
+def _check_genesis(block: Block) -> tuple[NetworkConfig, TrustStore]:
     envelope = genesis_envelope(block)
     update = envelope.update
     config = update.config
-    trust = TrustStore(
-        cert_from_der(config.root_ca), [cert_from_der(o.ca_cert) for o in config.orgs]
-    )
+    trust = trust_store(config)
     creator = trust.validate(update.creator, at=_at(update.timestamp_ms), purpose=Purpose.SIGNING)
     org = config.org(creator.org_id)
     if org is None or org.kind != "ministry" or creator.role != "admin":
@@ -99,14 +107,14 @@ def _check_genesis(block: Block) -> NetworkConfig:
     creator.public_key.verify(encode(update), envelope.signature)
     if update.network_id != config.network_id:
         raise BlockRejected("the genesis configuration names another network")
-    return config
+    return config, trust
 
 
 def check_block(
     block: Block, number: int, previous_hash: bytes, trust: TrustStore, config: NetworkConfig
-) -> None:
+) -> list[Envelope | ConfigEnvelope]:
     """Verify one non-genesis block at height *number* after *previous_hash*
-    (BlockRejected or another RemoteError if it fails)."""
+    (BlockRejected or another RemoteError if it fails); returns its decoded transactions."""
     header = block.header
     if header.number != number:
         raise BlockRejected(f"stored at height {number} but numbered {header.number}")
@@ -115,9 +123,10 @@ def check_block(
     problems = data_problems(block)
     if problems:
         raise BlockRejected("; ".join(problems))
+    transactions = []
     for index, raw_tx in enumerate(block.transactions):
         try:
-            decode_tx(raw_tx)
+            transactions.append(decode_tx(raw_tx))
         except RemoteError as e:
             raise BlockRejected(f"transaction {index} does not decode: {e}") from None
     signer = trust.validate(
@@ -127,6 +136,7 @@ def check_block(
     if signer.role != "node" or member is None or member.org_id != signer.org_id:
         raise BlockRejected("signed by a certificate that is not a member node's")
     signer.public_key.verify(encode(header), block.metadata.signature)
+    return transactions
 
 
 def _at(timestamp_ms: int) -> datetime:

@@ -121,7 +121,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
 
     p2p_app = web.Application()
     transport.add_routes(p2p_app)
-    add_block_routes(p2p_app, stores, PeerAuthenticator.from_network(network))
+    add_block_routes(p2p_app, stores, lambda: transport.authenticator)
     p2p_runner = web.AppRunner(p2p_app, access_log=None)
     api_runner = web.AppRunner(build_api_app(ordering), access_log=None)
     await p2p_runner.setup()

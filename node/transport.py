@@ -316,6 +316,11 @@ class Transport:
         if dropped:
             self.metrics.inc("p2p_out_dropped_queue_full", dropped)
 
+    @property
+    def authenticator(self) -> PeerAuthenticator:
+        """Who may connect now (follows :meth:`update_members`)."""
+        return self._auth
+
     def connected_peers(self) -> frozenset[str]:
         """Peers with a live outbound or inbound stream ("reachable peers")."""
         outbound = {p.node_id for p in self._peers.values() if _is_open(p.stream)}
