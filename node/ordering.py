@@ -2,9 +2,12 @@
 
 This is the adapter loop of etcd-raft's model (Fabric's etcdraft ``run()`` is the production
 example): ticks every :data:`TICK_MS`, messages from the transport, proposals from clients;
-then, for every Ready, in this order: persist hard state and entries (one synced LevelDB
-batch) → send messages → apply committed entries (blocks go to the chain in one synced
-batch each) → advance.
+then, for every Ready: a leader's appends and heartbeats go out first (they do not wait for
+its own write; it counts itself towards a commit only once the write is done); then one
+synced LevelDB batch holds the hard state, the new entries and every committed block with
+its writes (so a block costs each member one fsync, not two); then the other messages
+(votes and acknowledgements, which must follow the write); then the clients of the
+committed blocks are answered, and the core advances.
 
 Blocks are cut by the leader (:class:`consensus.cutter.BlockCutter`), numbered and chained
 after the last block in the leader's log, signed by the leader and proposed as one Raft
@@ -57,6 +60,7 @@ from protocol.raft import (
     RaftEntry,
     RaftSnapshot,
 )
+from protocol.transaction import KVWrite
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -72,6 +76,17 @@ HEARTBEAT_TICKS = 1
 SUBMIT_TIMEOUT_S = 10.0
 # Waiting clients at once; past it new submissions are refused (503) rather than queued.
 WAITERS_MAX = 20_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ValidatedBlock:
+    """A committed block with its validation codes set, ready to be written."""
+
+    block: Block
+    tx_ids: list[bytes]
+    writes: list[tuple[int, list[KVWrite]]]
+    config: NetworkConfig  # the network configuration once this block is applied
+    entry_index: int  # its Raft entry (0 for a block pulled during catch-up)
 
 
 class OrderingNode:
@@ -267,23 +282,44 @@ class OrderingNode:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         if rd.snapshot is not None:
             await self._install_snapshot(rd)
+        early, late = self.raft.split_messages(rd)
+        for msg in early:
+            self.send(msg)
+        blocks = self._validate_committed(rd.committed_entries)
         failpoints.hit("raft-before-fsync")
-        if rd.hard_state is not None or rd.entries:
-            hard = rd.hard_state
-            self.stores.raft_log.save(
-                StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
-                [LogEntry(e.index, e.term, e.data) for e in rd.entries],
-                sync=rd.must_sync,
-            )
+        if blocks:
+            failpoints.hit("block-before-commit")
+        self._write_ready(rd, blocks)
         failpoints.hit("raft-after-fsync")
-        for msg in rd.messages:
+        if blocks:
+            failpoints.hit("block-after-commit")
+        for msg in late:
             self.send(msg)
             if isinstance(msg, InstallSnapshot):
                 # Queued on the stream: let Raft probe again; a lost snapshot is resent.
                 self.raft.report_snapshot(msg.recipient, ok=True)
-        for entry in rd.committed_entries:
-            self._apply(entry)
+        for block in blocks:
+            self._on_committed(block)
         self.raft.advance(rd)
+
+    def _write_ready(self, rd: Ready, blocks: list[_ValidatedBlock]) -> None:
+        """One batch: *rd*'s hard state and entries, and the committed *blocks* with their
+        writes; synced when Raft needs it or when it holds a block."""
+        hard = rd.hard_state
+        if hard is None and not rd.entries and not blocks:
+            return
+        raft_log = self.stores.raft_log
+        with self.stores.kv.batch(sync=rd.must_sync or bool(blocks)) as batch:
+            last = raft_log.stage(
+                StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
+                [LogEntry(e.index, e.term, e.data) for e in rd.entries],
+                batch,
+            )
+            for v in blocks:
+                self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
+        raft_log.note_saved(last)
+        for v in blocks:
+            self.stores.blocks.note_committed(v.block)
 
     async def _install_snapshot(self, rd: Ready) -> None:
         """Bring the chain up to the snapshot's point, then persist the snapshot.
@@ -438,40 +474,36 @@ class OrderingNode:
 
     # === applying ==============================================================================
 
-    def _apply(self, entry: RaftEntry) -> None:
-        if entry.kind != ENTRY_NORMAL:
-            return  # no-ops; membership changes are applied by the core itself
-        block = decode(entry.payload, Block)
-        self._points.append((entry.index, block.number + 1, block.hash()))
-        height = self.stores.blocks.height
-        if block.number < height:
-            return  # already in the chain (re-applied after a restart or a catch-up)
-        check_invariant(
-            block.number == height, f"committed block {block.number} but the chain is at {height}"
-        )
-        failpoints.hit("block-before-commit")
-        tx_ids = self.commit_validated(block)
-        failpoints.hit("block-after-commit")
-        self.metrics.inc("ordering_blocks_committed")
-        if block.number in self._own_blocks:
-            self._own_blocks.discard(block.number)
-            self.cutter.on_committed()
-        for index, tx_id in enumerate(tx_ids):
-            self._pending_ids.discard(tx_id)
-            self._forwarded.pop(tx_id, None)
-            waiter = self._waiters.pop(tx_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
+    def _validate_committed(self, entries: tuple[RaftEntry, ...]) -> list[_ValidatedBlock]:
+        """The blocks of committed *entries* not yet in the chain, validated in order (each
+        against the configuration the ones before it leave)."""
+        out: list[_ValidatedBlock] = []
+        config = self.network
+        for entry in entries:
+            if entry.kind != ENTRY_NORMAL:
+                continue  # no-ops; membership changes are applied by the core itself
+            block = decode(entry.payload, Block)
+            next_number = self.stores.blocks.next_number + len(out)
+            if block.number < next_number:
+                # Already in the chain (re-applied after a restart or a catch-up).
+                self._points.append((entry.index, block.number + 1, block.hash()))
+                continue
+            check_invariant(
+                block.number == next_number,
+                f"committed block {block.number} but the chain is at {next_number}",
+            )
+            validated = self._validate(block, config, entry.index)
+            config = validated.config
+            out.append(validated)
+        return out
 
-    def commit_validated(self, block: Block) -> list[bytes]:
-        """Validate *block*'s transactions against the current configuration, set their
-        codes, and commit it with the writes of the valid ones (one synced batch); then
-        follow any configuration change it made. Blocks pulled during catch-up come here
-        too: validation codes are always recomputed, never trusted. Returns the tx ids."""
+    def _validate(self, block: Block, config: NetworkConfig, entry_index: int) -> _ValidatedBlock:
+        """Validate *block*'s transactions against *config*: codes, tx ids, the writes of the
+        valid ones and the configuration after it. Codes are always recomputed, never
+        trusted (blocks pulled during catch-up come here too)."""
         codes = []
         tx_ids = []
         writes = []
-        config = self.network
         for index, raw in enumerate(block.transactions):
             tx = decode_tx(raw)
             tx_ids.append(tx.tx_id)
@@ -489,10 +521,40 @@ class OrderingNode:
             else:
                 codes.append(ValidationCode.VALID)
         metadata = dataclasses.replace(block.metadata, validation_codes=bytes(codes))
-        self.stores.commit_block(dataclasses.replace(block, metadata=metadata), writes, tx_ids)
-        if config is not self.network:
-            self._follow_config(config)
-        return tx_ids
+        return _ValidatedBlock(
+            block=dataclasses.replace(block, metadata=metadata),
+            tx_ids=tx_ids,
+            writes=writes,
+            config=config,
+            entry_index=entry_index,
+        )
+
+    def _on_committed(self, validated: _ValidatedBlock) -> None:
+        """After *validated*'s batch committed: follow its configuration, answer its clients."""
+        block = validated.block
+        if validated.entry_index:
+            self._points.append((validated.entry_index, block.number + 1, block.hash()))
+        if validated.config is not self.network:
+            self._follow_config(validated.config)
+        self.metrics.inc("ordering_blocks_committed")
+        if block.number in self._own_blocks:
+            self._own_blocks.discard(block.number)
+            self.cutter.on_committed()
+        for index, tx_id in enumerate(validated.tx_ids):
+            self._pending_ids.discard(tx_id)
+            self._forwarded.pop(tx_id, None)
+            waiter = self._waiters.pop(tx_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
+
+    def commit_validated(self, block: Block) -> list[bytes]:
+        """Validate *block* (pulled during catch-up) and commit it in its own synced batch,
+        then follow any configuration change it made. Returns the tx ids."""
+        validated = self._validate(block, self.network, entry_index=0)
+        self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
+        if validated.config is not self.network:
+            self._follow_config(validated.config)
+        return validated.tx_ids
 
     def _follow_config(self, config: NetworkConfig) -> None:
         self.network = config

@@ -10,7 +10,10 @@ the store just records where the id first appeared.
 The height and tip hash are cached. ``append(block)`` commits its own synced batch and
 advances the cache; ``append(block, batch)`` only stages the writes, and the caller calls
 :meth:`BlockStore.note_committed` once that batch has committed (:func:`storage.ledger.commit_block`
-is the path that does this). One BlockStore per KV: it is the only writer of its keys.
+is the path that does this). Several blocks may be staged into one batch, each on top of the
+one staged before it; blocks staged into a batch that never committed are forgotten when the
+next batch is used.
+One BlockStore per KV: it is the only writer of its keys.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class BlockStore:
             )
             self._height = number + 1
             self._tip_hash = block.hash()
+        self._staged: list[Block] = []  # appended into a batch not yet noted committed
+        self._staged_tx: set[bytes] = set()
+        self._staged_in: WriteBatch | None = None
 
     @property
     def height(self) -> int:
@@ -58,6 +64,12 @@ class BlockStore:
     def tip_hash(self) -> bytes | None:
         """The header hash of the last block, None before genesis."""
         return self._tip_hash
+
+    @property
+    def next_number(self) -> int:
+        """The number the next appended block must carry, counting blocks staged in a batch
+        that has not committed yet (equal to :attr:`height` when none are)."""
+        return self._staged[-1].number + 1 if self._staged else self._height
 
     def append(
         self,
@@ -70,7 +82,7 @@ class BlockStore:
         *tx_ids*, when the caller has already decoded the transactions, saves decoding
         them again; it must list the block's transaction ids in order.
         """
-        self._check_order(block)
+        self._check_order(block, batch)
         if tx_ids is None:
             tx_ids = tx_ids_of(block)  # may raise on a bad transaction: nothing written yet
         elif len(tx_ids) != len(block.transactions):
@@ -81,14 +93,24 @@ class BlockStore:
             self._advance(block)
         else:
             self._stage(block, tx_ids, batch)
+            self._staged.append(block)
+            self._staged_tx.update(tx_ids)
+            self._staged_in = batch
 
     def note_committed(self, block: Block) -> None:
-        """Advance height and tip hash after the batch that *block* was staged in committed."""
-        self._check_order(block)
+        """Advance height and tip hash after the batch that *block* was staged in committed
+        (blocks staged together are noted in the order they were appended)."""
+        check_invariant(
+            bool(self._staged) and self._staged[0] is block,
+            f"note_committed for block {block.number}, which is not the next staged block",
+        )
         check_invariant(
             self.kv.get(schema.block_hash_key(block.hash())) == schema.U64.pack(block.number),
             f"note_committed for block {block.number} before its batch committed",
         )
+        self._staged.pop(0)
+        if not self._staged:
+            self._forget_staged()
         self._advance(block)
 
     def get(self, number: int) -> Block | None:
@@ -135,10 +157,22 @@ class BlockStore:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _check_order(self, block: Block) -> None:
-        if block.number != self._height:
-            raise BlockOrderError(f"block {block.number} offered at height {self._height}")
-        expected = GENESIS_PREVIOUS_HASH if self._tip_hash is None else self._tip_hash
+    def _forget_staged(self) -> None:
+        self._staged.clear()
+        self._staged_tx.clear()
+        self._staged_in = None
+
+    def _check_order(self, block: Block, batch: WriteBatch | None = None) -> None:
+        if self._staged and batch is not self._staged_in:
+            self._forget_staged()  # staged into a batch that was abandoned: nothing was written
+        height, tip = (
+            (self._staged[-1].number + 1, self._staged[-1].hash())
+            if self._staged
+            else (self._height, self._tip_hash)
+        )
+        if block.number != height:
+            raise BlockOrderError(f"block {block.number} offered at height {height}")
+        expected = GENESIS_PREVIOUS_HASH if tip is None else tip
         if block.header.previous_hash != expected:
             raise BlockOrderError(
                 f"block {block.number} has previous hash {short_hex(block.header.previous_hash)},"
@@ -151,8 +185,8 @@ class BlockStore:
         batch.put(schema.block_hash_key(block.hash()), schema.U64.pack(number))
         seen: set[bytes] = set()
         for index, tx_id in enumerate(tx_ids):
-            if tx_id in seen:
-                continue  # a duplicate inside this block: the first location wins
+            if tx_id in seen or tx_id in self._staged_tx:
+                continue  # a duplicate inside this batch: the first location wins
             seen.add(tx_id)
             key = schema.tx_key(tx_id)
             if self.kv.get(key) is None:

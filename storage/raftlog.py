@@ -193,12 +193,23 @@ class RaftLogStore:
         self, hard_state: HardState | None, entries: Sequence[LogEntry], *, sync: bool = True
     ) -> None:
         """Store *hard_state* (if given) and append *entries*, in one batch."""
-        entries = self._checked_new_entries(entries)
         with self.kv.batch(sync=sync) as batch:
-            if hard_state is not None:
-                self.set_hard_state(hard_state, batch)
-            new_last = self._stage_entries(entries, batch)
-        self._last = new_last
+            new_last = self.stage(hard_state, entries, batch)
+        self.note_saved(new_last)
+
+    def stage(
+        self, hard_state: HardState | None, entries: Sequence[LogEntry], batch: WriteBatch
+    ) -> int:
+        """Check and stage what :meth:`save` writes into the caller's *batch* (so other writes
+        can share its one sync); pass the result to :meth:`note_saved` once it committed."""
+        checked = self._checked_new_entries(entries)
+        if hard_state is not None:
+            self.set_hard_state(hard_state, batch)
+        return self._stage_entries(checked, batch)
+
+    def note_saved(self, last: int) -> None:
+        """Record the log's new last index after the batch :meth:`stage` filled committed."""
+        self._last = last
 
     def compact(self, index: int) -> None:
         """Drop entries up to *index*, remembering (index, term(index)) as the log origin.

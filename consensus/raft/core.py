@@ -9,9 +9,13 @@ into a :class:`Ready`, which the application handles in this order (the durabili
 1. persist ``hard_state`` (if not None), ``snapshot`` (if not None) and ``entries`` in one
    batch, synced to disk if ``must_sync`` (``RaftLogStore.save`` / ``apply_snapshot``);
 2. send ``messages`` (a vote, an append acknowledgement or a follower's state in them may
-   depend on step 1 being durable, so never before it);
+   depend on step 1 being durable, so never before it). The exception is
+   :meth:`RaftNode.split_messages`: a leader may send its appends and heartbeats *while* it
+   persists the entries they carry (thesis §10.2.1), because it counts itself towards a
+   commit only once ``advance`` reports them stable;
 3. apply ``snapshot.data`` to the state machine, then ``committed_entries`` in order
-   (``RaftEntry.kind`` tells blocks from no-ops and membership changes);
+   (``RaftEntry.kind`` tells blocks from no-ops and membership changes). They are committed
+   on a quorum already, so their writes may share step 1's batch;
 4. call ``advance(ready)``.
 
 Then ask ``has_ready()`` again. Between ``ready()`` and ``advance()`` the node must not be
@@ -437,6 +441,28 @@ class RaftNode:
         self.messages = []
         self._outstanding = rd
         return rd
+
+    def split_messages(
+        self, rd: Ready
+    ) -> tuple[tuple[RaftMessage, ...], tuple[RaftMessage, ...]]:
+        """*rd*'s messages as (may be sent before persisting *rd*, must wait for it).
+
+        Only a leader's appends and heartbeats go early, and only when *rd* does not change
+        the term or vote: those must be durable before any message of the term leaves.
+        Call between ``ready()`` and ``advance(rd)``.
+        """
+        if rd is not self._outstanding:
+            raise LocalError("raft: split_messages() with a Ready that is not the outstanding one")
+        hard = rd.hard_state
+        if hard is not None and (hard.term, hard.vote) != (
+            self._prev_hard.term,
+            self._prev_hard.vote,
+        ):
+            return (), rd.messages
+        early = tuple(m for m in rd.messages if isinstance(m, AppendEntries | Heartbeat))
+        if not early:
+            return (), rd.messages
+        return early, tuple(m for m in rd.messages if not isinstance(m, AppendEntries | Heartbeat))
 
     def advance(self, rd: Ready) -> None:
         """Everything in *rd* is persisted, sent and applied."""

@@ -130,6 +130,21 @@ def test_a_duplicate_tx_id_keeps_its_first_location(kv: KV, rng: random.Random) 
     assert blocks.get(1) == again
 
 
+def test_a_duplicate_tx_id_in_blocks_staged_together_keeps_its_first_location(
+    kv: KV, rng: random.Random
+) -> None:
+    blocks = BlockStore(kv)
+    nonce = rng.randbytes(24)
+    genesis = make_block(0, GENESIS_PREVIOUS_HASH, [make_tx(rng), make_tx(rng, nonce=nonce)])
+    again = make_block(1, genesis.hash(), [make_tx(rng, nonce=nonce)])
+    with kv.batch() as batch:
+        blocks.append(genesis, batch)
+        blocks.append(again, batch)
+    blocks.note_committed(genesis)
+    blocks.note_committed(again)
+    assert blocks.locate_tx(tx_ids_of(again)[0]) == (0, 1)
+
+
 def test_staged_append_advances_only_after_commit(kv: KV, rng: random.Random) -> None:
     blocks = BlockStore(kv)
     genesis, second = ChainBuilder(rng).blocks(2)
@@ -142,10 +157,28 @@ def test_staged_append_advances_only_after_commit(kv: KV, rng: random.Random) ->
     assert blocks.height == 0  # committed but not yet noted
     blocks.note_committed(genesis)
     assert (blocks.height, blocks.tip_hash) == (1, genesis.hash())
-    with pytest.raises(BlockOrderError):
+    with pytest.raises(InvariantViolation, match="not the next staged block"):
         blocks.note_committed(genesis)
     blocks.append(second)
     assert blocks.get(1) == second
+
+
+def test_blocks_staged_together_chain_on_each_other(kv: KV, rng: random.Random) -> None:
+    blocks = BlockStore(kv)
+    genesis, second, third = ChainBuilder(rng).blocks(3)
+    with kv.batch() as batch:
+        blocks.append(genesis, batch)
+        with pytest.raises(BlockOrderError):
+            blocks.append(third, batch)  # must follow the staged genesis, not the empty store
+        blocks.append(second, batch)
+        assert (blocks.height, blocks.next_number) == (0, 2)
+    with pytest.raises(InvariantViolation, match="not the next staged block"):
+        blocks.note_committed(second)  # noted out of order
+    blocks.note_committed(genesis)
+    blocks.note_committed(second)
+    assert (blocks.height, blocks.next_number, blocks.tip_hash) == (2, 2, second.hash())
+    blocks.append(third)
+    assert [b.number for b in blocks.iter_blocks()] == [0, 1, 2]
 
 
 def test_a_failed_batch_leaves_no_staged_block(kv: KV, rng: random.Random) -> None:

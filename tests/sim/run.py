@@ -209,6 +209,10 @@ class Simulation:
             self.handle_ready(node, rd, crash_point)
 
     def handle_ready(self, node: SimNode, rd: Ready, crash_point: str | None) -> None:
+        # As node.ordering does: a leader's appends leave while it persists them.
+        early, late = node.core.split_messages(rd)
+        for msg in early:
+            self.network.send(msg, self.now)
         if crash_point == "before-persist":
             self.crash(node, crash_point)
             return
@@ -217,7 +221,7 @@ class Simulation:
             self.crash(node, crash_point)
             return
         failed_snapshots = []
-        for msg in rd.messages:
+        for msg in late:
             if not self.network.send(msg, self.now) and isinstance(msg, InstallSnapshot):
                 failed_snapshots.append(msg)
         if crash_point == "after-send":

@@ -26,7 +26,7 @@ from consensus.raft import (
     TransferRefused,
     UncommittedBytesExceeded,
 )
-from protocol.errors import InvariantViolation
+from protocol.errors import InvariantViolation, LocalError
 from protocol.raft import (
     ADD_LEARNER,
     ENTRY_NOOP,
@@ -339,6 +339,49 @@ def test_leader_acknowledges_commit(size: int, acks: int, commits: bool) -> None
         node.step(app_resp(peer, "1", node.term, index))
     flush(node)
     assert (node.log.committed >= index) is commits
+
+
+def test_leader_sends_appends_before_persisting_but_counts_itself_only_after() -> None:
+    """Thesis §10.2.1: a leader's appends may leave while it writes the same entries; until
+    ``advance`` reports them stable, its own copy does not count towards a commit."""
+    node = make_node()
+    become_leader(node)
+    for peer in ("2", "3"):
+        node.step(app_resp(peer, "1", 1, 1))
+    flush(node)
+    _, index = node.propose(b"x")
+    rd = node.ready()
+    early, late = node.split_messages(rd)
+    assert sorted(m.recipient for m in early if isinstance(m, AppendEntries)) == ["2", "3"]
+    assert late == ()
+    node.step(app_resp("2", "1", 1, index))  # the follower acks before our write finished
+    assert node.log.committed == index - 1  # one copy of three is not a quorum
+    persist(node, rd)
+    node.advance(rd)
+    assert node.log.committed == index
+
+
+def test_only_a_leaders_appends_and_heartbeats_may_go_before_persisting() -> None:
+    """Votes, append acknowledgements and anything sent in a Ready that changes the term or
+    vote wait for the write."""
+    candidate = make_node()
+    candidate.campaign()
+    rd = candidate.ready()
+    assert rd.hard_state is not None and rd.hard_state.vote == "1"
+    assert candidate.split_messages(rd) == ((), rd.messages)
+    assert any(isinstance(m, VoteRequest) for m in rd.messages)
+    persist(candidate, rd)
+    candidate.advance(rd)
+
+    follower = make_node("2")
+    follower.step(append("1", "2", 1, entries=(raft_entry(1, 1),)))
+    rd = follower.ready()
+    assert any(isinstance(m, AppendResponse) for m in rd.messages)
+    assert follower.split_messages(rd) == ((), rd.messages)
+    persist(follower, rd)
+    follower.advance(rd)
+    with pytest.raises(LocalError, match="not the outstanding one"):
+        follower.split_messages(rd)
 
 
 def test_leader_commits_preceding_entries() -> None:
