@@ -21,7 +21,6 @@ log, so a client that retries after a timeout never gets its envelope ordered tw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -76,6 +75,41 @@ HEARTBEAT_TICKS = 1
 SUBMIT_TIMEOUT_S = 10.0
 # Waiting clients at once; past it new submissions are refused (503) rather than queued.
 WAITERS_MAX = 20_000
+
+
+class _Waker:
+    """What the run loop sleeps on: set by new work, or the next tick's deadline.
+
+    Cheaper than ``wait_for(event.wait(), timeout)``, which makes a task and a timer per
+    wait; this makes one future and one timer, and none when work is already waiting.
+    """
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._sleeping: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._is_set = True
+        if self._sleeping is not None and not self._sleeping.done():
+            self._sleeping.set_result(None)
+
+    async def wait(self, deadline: float) -> None:
+        """Return once set (then clear it) or at loop time *deadline*, whichever is first."""
+        if not self._is_set:
+            loop = asyncio.get_running_loop()
+            sleeping = self._sleeping = loop.create_future()
+            timer = loop.call_at(deadline, _resolve, sleeping)
+            try:
+                await sleeping
+            finally:
+                timer.cancel()
+                self._sleeping = None
+        self._is_set = False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,7 +179,7 @@ class OrderingNode:
         self.connected_peers: Callable[[], frozenset[str]] = frozenset
         # Called after a committed configuration change (the daemon updates the transport).
         self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
-        self._wake = asyncio.Event()
+        self._wake = _Waker()
         self._stopping = False
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
         self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
@@ -187,7 +221,9 @@ class OrderingNode:
                 raise NotLeaderError("no leader is known yet; retry shortly")
             self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), SUBMIT_TIMEOUT_S)
+            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+                # Shielded: another request for the same envelope may be waiting on it too.
+                return await asyncio.shield(waiter)
         except TimeoutError:
             if self._waiters.get(tx_id) is waiter and not waiter.done():
                 del self._waiters[tx_id]  # a retry starts afresh; nothing waits forever
@@ -247,10 +283,7 @@ class OrderingNode:
         tick_s = TICK_MS / 1000
         next_tick = loop.time() + tick_s
         while not self._stopping:
-            timeout = max(0.0, next_tick - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self._wake.wait(next_tick)
             now = loop.time()
             ticked = False
             while now >= next_tick:
