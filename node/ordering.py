@@ -184,7 +184,8 @@ class OrderingNode:
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
         self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
         self._pending_ids: set[bytes] = set()  # leader: queued, cut or in an uncommitted block
-        self._own_blocks: set[int] = set()  # leader: blocks it cut in this term, not yet applied
+        # Leader: Raft indexes of the blocks it proposed in this term, not yet known committed.
+        self._in_flight: deque[int] = deque()
         self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
         self.role = Role.FOLLOWER
         self.leader = ""
@@ -342,7 +343,9 @@ class OrderingNode:
         if hard is None and not rd.entries and not blocks:
             return
         raft_log = self.stores.raft_log
-        with self.stores.kv.batch(sync=rd.must_sync or bool(blocks)) as batch:
+        sync = rd.must_sync or bool(blocks)
+        self.metrics.inc("ordering_synced_writes" if sync else "ordering_unsynced_writes")
+        with self.stores.kv.batch(sync=sync) as batch:
             last = raft_log.stage(
                 StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
                 [LogEntry(e.index, e.term, e.data) for e in rd.entries],
@@ -438,7 +441,7 @@ class OrderingNode:
         tip = self.stores.blocks.tip_hash or b""
         self._tail = (height - 1, tip)
         self._pending_ids.clear()
-        self._own_blocks.clear()
+        self._in_flight.clear()
         raft_log = self.raft.log
         entries = raft_log.entries(raft_log.applied + 1, raft_log.last_index() + 1) or []
         for entry in entries:
@@ -454,7 +457,7 @@ class OrderingNode:
     def _leave_leadership(self) -> None:
         leftover = self.cutter.reset()
         self._pending_ids.clear()
-        self._own_blocks.clear()
+        self._in_flight.clear()
         # Envelopes not yet cut go to the new leader, if one is known; others time out and
         # their clients retry (deduplication makes that safe).
         if self.leader:
@@ -477,6 +480,13 @@ class OrderingNode:
             or self.raft.transferee
         ):
             return
+        # A block frees its in-flight slot once Raft has committed it, before it is written:
+        # the next block is proposed in time to share that write, and its appends carry the
+        # new commit index to the followers, so each member syncs once per block.
+        committed = self.raft.log.committed
+        while self._in_flight and self._in_flight[0] <= committed:
+            self._in_flight.popleft()
+            self.cutter.on_committed()
         for transactions in self.cutter.take_ready():
             number = self._tail[0] + 1
             header = make_header(number, self._tail[1], transactions, self._clock_ms())
@@ -490,7 +500,7 @@ class OrderingNode:
                 ),
             )
             try:
-                self.raft.propose(encode(block))
+                position = self.raft.propose(encode(block))
             except RaftRefused as e:
                 # Refused (e.g. too many uncommitted bytes): these envelopes stay unordered;
                 # their clients time out and retry, and deduplication keeps that safe.
@@ -501,7 +511,7 @@ class OrderingNode:
                 event(log, logging.WARNING, "ordering.proposal_refused", reason=type(e).__name__)
                 continue
             self._tail = (number, block.hash())
-            self._own_blocks.add(number)
+            self._in_flight.append(position.index)
             self.metrics.inc("ordering_blocks_cut")
             self.metrics.inc("ordering_txs_cut", len(transactions))
 
@@ -570,9 +580,6 @@ class OrderingNode:
         if validated.config is not self.network:
             self._follow_config(validated.config)
         self.metrics.inc("ordering_blocks_committed")
-        if block.number in self._own_blocks:
-            self._own_blocks.discard(block.number)
-            self.cutter.on_committed()
         for index, tx_id in enumerate(validated.tx_ids):
             self._pending_ids.discard(tx_id)
             self._forwarded.pop(tx_id, None)

@@ -17,6 +17,8 @@ import plyvel
 from protocol.errors import ConfigError, LocalError
 from storage.kv import check_key, check_value, key_range
 
+BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
+
 
 class _LevelDBBatch:
     """A plyvel write batch that checks its arguments and refuses use after its block."""
@@ -50,7 +52,13 @@ class LevelDBKV:
             # Checked here because LevelDB would create the directory before refusing.
             raise ConfigError(f"no LevelDB at {self.path} (and create_if_missing is off)")
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=create_if_missing)
+            self._db = plyvel.DB(
+                str(self.path),
+                create_if_missing=create_if_missing,
+                # Most point reads look up ids that are not there yet (is this tx_id already
+                # in the chain?): a bloom filter answers those without reading every level.
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+            )
         except plyvel.IOError as e:
             if _text(e).startswith("IO error: lock "):  # LevelDB's LockFile failure
                 raise ConfigError(
