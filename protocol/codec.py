@@ -47,7 +47,7 @@ _SPECS: dict[type, tuple[_FieldSpec, ...]] = {}
 # Per class: the compiled function making a message msgpack-ready (see _plan).
 _PLANS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 # Per class: the field names, and per field None or a function making a decoded value typed.
-_READERS: dict[type, tuple[frozenset[str], tuple[tuple[str, Any], ...]]] = {}
+_READERS: dict[type, tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -332,18 +332,22 @@ def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None =
     if expect is not None and cls is not expect:
         raise DecodeError(f"expected {expect.TAG}, got {tag}")  # type: ignore[attr-defined]
     msg = _from_plain(cls, fields, tag)
-    if encode(msg) != raw:
+    # Canonical: every map in canonical key order (checked by _from_plain) and nothing but
+    # the shortest encoding of each value, which is what packing the decoded values again
+    # gives (the same bytes as encode(msg), without building them from the message).
+    if msgpack.packb(obj, use_bin_type=True) != raw:
         raise DecodeError(f"{tag}: not the canonical encoding")
     return msg  # type: ignore[no-any-return]
 
 
-def _reader(cls: type) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
+def _reader(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]:
     cached = _READERS.get(cls)
     if cached is not None:
         return cached
     specs = _specs(cls)
     reader = (
         frozenset(s.name for s in specs),
+        tuple(s.name for s in specs),  # the canonical key order, as encode writes it
         tuple((s.name, _typed_converter(cls.TAG, s)) for s in specs),  # type: ignore[attr-defined]
     )
     _READERS[cls] = reader
@@ -377,7 +381,7 @@ def _from_plain(cls: type, fields: Any, where: str) -> Any:
     kind = cls.TAG  # type: ignore[attr-defined]
     if type(fields) is not dict:
         raise FieldError(kind, where, f"expected a map, got {_type_name(fields)}")
-    names, converters = _READERS.get(cls) or _reader(cls)
+    names, order, converters = _READERS.get(cls) or _reader(cls)
     if len(fields) != len(names) or not names.issuperset(fields):
         for k in fields:
             if k not in names:
@@ -385,6 +389,8 @@ def _from_plain(cls: type, fields: Any, where: str) -> Any:
         for name in sorted(names):
             if name not in fields:
                 raise FieldError(kind, name, "missing")
+    if tuple(fields) != order:
+        raise DecodeError(f"{kind}: not the canonical encoding (map keys out of order)")
     kwargs = {}
     for name, convert in converters:
         value = fields[name]
