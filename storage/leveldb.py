@@ -18,6 +18,14 @@ from protocol.errors import ConfigError, LocalError
 from storage.kv import check_key, check_value, key_range
 
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
+# Memtable size before it is flushed to a level-0 table. LevelDB's default of 4 MiB made its
+# background compaction take about 40% of each ordering member's CPU under load: every
+# table spans the Raft entries, the blocks and the random tx_id index keys, so each
+# level-0 table overlaps (and rewrites) the whole of level 1. With 64 MiB, measured at 64
+# closed-loop clients on 3 members, that thread's share fell below 5% and throughput rose
+# from about 1,000 to 1,300-1,800/s. The cost: up to two memtables of this size in memory
+# and up to this much write-ahead log to replay when the node opens its database.
+WRITE_BUFFER_BYTES = 64 * 1024 * 1024
 
 
 class _LevelDBBatch:
@@ -58,6 +66,7 @@ class LevelDBKV:
                 # Most point reads look up ids that are not there yet (is this tx_id already
                 # in the chain?): a bloom filter answers those without reading every level.
                 bloom_filter_bits=BLOOM_FILTER_BITS,
+                write_buffer_size=WRITE_BUFFER_BYTES,
             )
         except plyvel.IOError as e:
             if _text(e).startswith("IO error: lock "):  # LevelDB's LockFile failure
