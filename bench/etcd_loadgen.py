@@ -8,10 +8,9 @@ waited for, a 5xx or connection error is retried after a pause and its latency c
 first send.
 
 It speaks HTTP/1.1 keep-alive directly over asyncio streams (one connection per client per
-member) instead of going through an HTTP client library: the request line and headers are a
-preformatted template and the response is parsed only as far as status and length, so the
-load generator spends as little CPU as a Python client can and leaves the cores to the
-cluster it measures.
+member, all opened before the clock starts) through ``node.loadgen.HttpConnection``, the
+same connection our own load generator uses, so both systems are driven at the same cost
+per request.
 """
 
 from __future__ import annotations
@@ -22,9 +21,14 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-RETRY_PAUSE_S = 0.05
-REQUEST_TIMEOUT_S = 15.0
-ATTEMPTS_MAX = 200
+from node.loadgen import (
+    ATTEMPTS_MAX,
+    REQUEST_ERRORS,
+    REQUEST_TIMEOUT_S,
+    RETRY_PAUSE_S,
+    HttpConnection,
+)
+
 PATH = "/v3/kv/put"
 
 
@@ -36,59 +40,6 @@ class PutResult:
     failures: list[str]  # refused or given up; retried requests are only counted
     retries: int
     elapsed_s: float
-
-
-class _Conn:
-    """One keep-alive HTTP/1.1 connection to one member."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.head = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Content-Type: application/json\r\nContent-Length: "
-        ).encode()
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
-            await self.open()
-        reader, writer = self.reader, self.writer
-        assert reader is not None and writer is not None
-        writer.write(b"%s%d\r\n\r\n%s" % (self.head, len(body), body))
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at >= 0:
-            end = lower.index(b"\r\n", at + 2)
-            payload = await reader.readexactly(int(lower[at + 17 : end]))
-        elif b"\r\ntransfer-encoding: chunked" in lower:
-            payload = await _read_chunked(reader)
-        else:
-            raise ConnectionError("response without a length")
-        if b"\r\nconnection: close" in lower:
-            self.close()
-        return status, payload
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
 
 
 async def run_put_load(
@@ -109,7 +60,10 @@ async def run_put_load(
     failures: list[str] = []
     retries = 0
     numbers = range(first_client, first_client + clients)
-    conns = {n: [_Conn(host, port) for host, port in endpoints] for n in numbers}
+    conns = {
+        n: [HttpConnection(host, port, PATH, "application/json") for host, port in endpoints]
+        for n in numbers
+    }
     await asyncio.gather(*(c.open() for cs in conns.values() for c in cs))
     if before_start is not None:
         await before_start()
@@ -134,7 +88,7 @@ async def run_put_load(
                 turn += 1
                 try:
                     status, payload = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
-                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
+                except REQUEST_ERRORS as e:
                     conn.close()
                     retries += 1
                     last = type(e).__name__

@@ -14,8 +14,9 @@ generator and the cluster used during each run, the ratios ours/etcd and the iss
 On a shared machine, ``--wait-quiet S`` waits (at most S seconds) before each run until other
 work is off the CPU; rows where other work still took over 10% are marked with ``*``.
 
-Load generators. Ours is ``node.loadgen.run_load`` (aiohttp over TLS, one signed envelope per
-request, round-robin over the members, the same one the integration tests use). For etcd,
+Load generators. Ours is ``node.loadgen.run_load`` (keep-alive HTTP/1.1 over TLS on raw
+asyncio streams, one signed envelope per request, round-robin over the members, the same one
+the integration tests use). For etcd,
 Debian ships no load generator: etcd-server holds only ``etcd`` and etcd-client only
 ``etcdctl`` (whose ``check perf`` runs fixed, rate-limited 60 s loads of 50-1000 clients, not
 a 1/16/64 closed-loop sweep); etcd's Go
@@ -23,8 +24,8 @@ a 1/16/64 closed-loop sweep); etcd's Go
 toolchain here. So etcd is driven through its v3 JSON gRPC-gateway (``POST /v3/kv/put`` with
 base64 key and value) by ``bench/etcd_loadgen.py``, which has exactly our closed-loop shape
 (one request outstanding per client, member chosen round-robin per request, started only
-before the deadline, retried on 5xx) but speaks keep-alive HTTP/1.1 over raw asyncio streams,
-so it spends far less CPU per request than an HTTP client library would. The gateway costs
+before the deadline, retried on 5xx) and the same connection class, so both load generators
+spend as little CPU per request as a Python client can. The gateway costs
 etcd some CPU (JSON and an in-process gRPC hop) that its native gRPC clients would not pay,
 so etcd's figures here are if anything on the low side: as a one-off calibration on this
 machine, ``etcdctl check perf --load l`` (native gRPC, 500 clients, 1 KiB values) reached
@@ -220,7 +221,13 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     admin = net / "orgs" / ADMIN_ORG / "admin"
     key = read_signing_key(admin / "admin.key")
     cert = cert_to_der(read_cert(admin / "admin.pem"))
-    cpu_at_go = _ready_and_wait_for_go()
+    cpu_at_go = 0.0
+
+    async def before_start() -> None:
+        nonlocal cpu_at_go
+        loop = asyncio.get_running_loop()
+        cpu_at_go = await loop.run_in_executor(None, _ready_and_wait_for_go)
+
     result = asyncio.run(
         run_load(
             urls,
@@ -230,6 +237,7 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             cert_der=cert,
             clients=spec["clients"],
             duration_s=spec["duration_s"],
+            before_start=before_start,
         )
     )
     return {

@@ -6,17 +6,24 @@ clock starts for that request), picks a node round-robin, and retries on 503/504
 connection errors with the *same* envelope, so an envelope is acknowledged at most once
 however often it was sent. The result lists every acknowledged tx_id with its block and
 index, and each request's latency.
+
+Requests go over :class:`HttpConnection`: keep-alive HTTP/1.1 written straight onto asyncio
+streams (TLS here; plain for etcd in ``bench/etcd_loadgen.py``), one connection per client
+per node, all opened before the clock starts. A preformatted request head and a response
+parsed only as far as status and length keep the load generator's CPU small, so it leaves
+the cores to the cluster it measures; an HTTP client library costs several times as much
+per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import ssl
 import time
-from collections.abc import Sequence
-
-import aiohttp
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 from identity.keys import SigningKey
 from node.envelopes import opaque_envelope
@@ -25,6 +32,75 @@ from protocol.codec import encode
 RETRY_PAUSE_S = 0.05
 REQUEST_TIMEOUT_S = 15.0
 ATTEMPTS_MAX = 200  # a request retried this often means the cluster is down, not recovering
+SUBMIT_PATH = "/v1/envelopes"
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection for POSTs to one path; reopened after an error."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        content_type: str,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: "
+        ).encode()
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.ssl_context
+        )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        """Send *body*; the response's status and payload."""
+        if self.writer is None:
+            await self.open()
+        reader, writer = self.reader, self.writer
+        if reader is None or writer is None:
+            raise ConnectionError("connection closed while opening")
+        writer.write(b"%s%d\r\n\r\n%s" % (self.head, len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            end = lower.index(b"\r\n", at + 2)
+            payload = await reader.readexactly(int(lower[at + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in lower:
+            payload = await _read_chunked(reader)
+        else:
+            raise ConnectionError("response without a length")
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, payload
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+# What a failed request raises: connection trouble, a cut response, a garbled status line.
+REQUEST_ERRORS = (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,18 +145,31 @@ async def run_load(
     total: int | None = None,
     duration_s: float | None = None,
     payload_bytes: int = 1024,
+    before_start: Callable[[], Awaitable[None]] | None = None,
 ) -> LoadResult:
     """Run *clients* closed-loop clients until *total* envelopes are acknowledged or
-    *duration_s* has passed (at least one bound must be given)."""
+    *duration_s* has passed (at least one bound must be given). Connections are opened
+    first; *before_start*, if given, is awaited then, and the clock starts after it."""
     if total is None and duration_s is None:
         raise ValueError("give total or duration_s")
     acks: list[Ack] = []
     failures: list[str] = []
     issued = 0
+    endpoints = [urlsplit(u) for u in urls]
+    conns = [
+        [
+            HttpConnection(
+                str(e.hostname), e.port or 443, SUBMIT_PATH, "application/msgpack", ssl_context
+            )
+            for e in endpoints
+        ]
+        for _ in range(clients)
+    ]
+    await asyncio.gather(*(c.open() for mine in conns for c in mine), return_exceptions=True)
+    if before_start is not None:
+        await before_start()
     start = time.perf_counter()
     deadline = start + duration_s if duration_s is not None else None
-    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=0)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 
     def take() -> bool:
         nonlocal issued
@@ -91,7 +180,8 @@ async def run_load(
         issued += 1
         return True
 
-    async def client(number: int, session: aiohttp.ClientSession) -> None:
+    async def client(number: int) -> None:
+        mine = conns[number]
         turn = number
         payload = bytes([number % 256]) * payload_bytes
         while take():
@@ -106,33 +196,36 @@ async def run_load(
             )
             sent = time.perf_counter()
             for attempt in range(1, ATTEMPTS_MAX + 1):
-                url = urls[turn % len(urls)] + "/v1/envelopes"
+                conn = mine[turn % len(mine)]
                 turn += 1
                 try:
-                    async with session.post(
-                        url, data=body, headers={"Content-Type": "application/msgpack"}
-                    ) as response:
-                        if response.status == 200:
-                            doc = await response.json()
-                            acks.append(
-                                Ack(
-                                    doc["tx_id"],
-                                    doc["block"],
-                                    doc["index"],
-                                    time.perf_counter() - sent,
-                                    attempt,
-                                )
+                    status, answer = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
+                except REQUEST_ERRORS:
+                    conn.close()
+                else:
+                    if status == 200:
+                        doc = json.loads(answer)
+                        acks.append(
+                            Ack(
+                                doc["tx_id"],
+                                doc["block"],
+                                doc["index"],
+                                time.perf_counter() - sent,
+                                attempt,
                             )
-                            break
-                        if response.status in (400, 413):
-                            failures.append(f"refused: {(await response.text())[:200]}")
-                            break
-                except (aiohttp.ClientError, OSError, TimeoutError):
-                    pass
+                        )
+                        break
+                    if status in (400, 413):
+                        failures.append(f"refused: {answer[:200].decode(errors='replace')}")
+                        break
                 await asyncio.sleep(RETRY_PAUSE_S)
             else:
                 failures.append(f"gave up after {ATTEMPTS_MAX} attempts")
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(client(i, session) for i in range(clients)))
+    try:
+        await asyncio.gather(*(client(i) for i in range(clients)))
+    finally:
+        for mine in conns:
+            for c in mine:
+                c.close()
     return LoadResult(acks, failures, time.perf_counter() - start)
