@@ -180,6 +180,8 @@ class OrderingNode:
         # Called after a committed configuration change (the daemon updates the transport).
         self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
         self._wake = _Waker()
+        self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
+        self._draining = False
         self._stopping = False
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
         self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
@@ -220,7 +222,7 @@ class OrderingNode:
             else:
                 del self._waiters[tx_id]
                 raise NotLeaderError("no leader is known yet; retry shortly")
-            self._wake.set()
+            self._drain()
         try:
             async with asyncio.timeout(SUBMIT_TIMEOUT_S):
                 # Shielded: another request for the same envelope may be waiting on it too.
@@ -253,7 +255,7 @@ class OrderingNode:
         else:
             self.metrics.inc("ordering_dropped_unexpected_kind")
             return
-        self._wake.set()
+        self._drain()
 
     def _on_forward(self, sender: str, msg: ForwardEnvelope) -> None:
         if self.role is not Role.LEADER:
@@ -294,13 +296,40 @@ class OrderingNode:
                 ticked = True
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
-            self._cut_blocks()
             if self.role is Role.LEADER:
                 self._reconcile_membership()
-            while self.raft.has_ready():
-                await self._handle_ready(self.raft.ready())
-                self._cut_blocks()
+            self._drain()
+            if self.raft.has_ready():  # what is left needs waiting for: a snapshot install
+                self._installing = True
+                try:
+                    await self._handle_snapshot_ready(self.raft.ready())
+                finally:
+                    self._installing = False
+                self._drain()
             self._maybe_compact()
+
+    def _drain(self) -> None:
+        """Cut blocks and handle every Ready that needs no waiting, now.
+
+        Called right where new work appears (a peer's frame, a client's envelope, a tick),
+        not by waking the run loop: the loop would queue behind every client request
+        already waiting on the event loop, and each Raft round trip would pay that wait.
+        """
+        if self._installing or self._draining or self._stopping:
+            return
+        self._draining = True
+        try:
+            self._cut_blocks()
+            while self.raft.has_ready() and self.raft.log.unstable_snapshot is None:
+                rd = self.raft.ready()
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
+                self._persist_send_apply(rd)
+                self._cut_blocks()
+        finally:
+            self._draining = False
+        if self.raft.has_ready():
+            self._wake.set()  # a snapshot to install: the run loop does that
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current iteration."""
@@ -311,11 +340,14 @@ class OrderingNode:
                 waiter.set_exception(NotLeaderError("the node is shutting down"))
         self._waiters.clear()
 
-    async def _handle_ready(self, rd: Ready) -> None:
+    async def _handle_snapshot_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         if rd.snapshot is not None:
             await self._install_snapshot(rd)
+        self._persist_send_apply(rd)
+
+    def _persist_send_apply(self, rd: Ready) -> None:
         early, late = self.raft.split_messages(rd)
         for msg in early:
             self.send(msg)
