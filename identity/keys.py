@@ -28,6 +28,8 @@ from protocol.errors import ConfigError, DecodeError, LocalError, SignatureError
 CURVE_NAME = "secp256r1"
 # A DER SubjectPublicKeyInfo of a P-256 key is 91 bytes; anything much larger is not one.
 PUBLIC_KEY_DER_BYTES_MAX = 128
+# The signature algorithm object, built once: it is immutable and on every sign and verify.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def _is_p256(key: object) -> bool:
@@ -101,7 +103,7 @@ class VerifyingKey:
                 f"1..{limits.SIGNATURE_BYTES_MAX}"
             )
         try:
-            self._key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+            self._key.verify(signature, data, _ECDSA_SHA256)
         except InvalidSignature as exc:
             raise SignatureError("signature does not verify") from exc
         except ValueError as exc:  # defensive: malformed DER in some backends
@@ -160,7 +162,7 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         """The DER ECDSA-SHA256 signature of *data* (at most SIGNATURE_BYTES_MAX bytes)."""
-        return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return self._key.sign(data, _ECDSA_SHA256)
 
     @property
     def public_key(self) -> VerifyingKey:

@@ -189,9 +189,19 @@ def _check_signature_encoding(der: bytes, cert: x509.Certificate) -> None:
 
 
 def _check_time(cert: x509.Certificate, at: dt.datetime, what: str) -> None:
-    if at < cert.not_valid_before_utc:
+    _check_window(_window(cert, what), at)
+
+
+def _window(cert: x509.Certificate, what: str) -> tuple[dt.datetime, dt.datetime, str]:
+    """(not before, not after, what): read once, since cryptography builds them per access."""
+    return cert.not_valid_before_utc, cert.not_valid_after_utc, what
+
+
+def _check_window(window: tuple[dt.datetime, dt.datetime, str], at: dt.datetime) -> None:
+    not_before, not_after, what = window
+    if at < not_before:
         raise CertificateError(f"{what} is not yet valid")
-    if at > cert.not_valid_after_utc:
+    if at > not_after:
         raise CertificateError(f"{what} has expired")
 
 
@@ -231,7 +241,7 @@ class _Verified:
 
     identity: Identity
     ca_serial: int
-    windows: tuple[tuple[x509.Certificate, str], ...]  # (certificate, what) leaf to root
+    windows: tuple[tuple[dt.datetime, dt.datetime, str], ...]  # validity, root to leaf
 
 
 class TrustStore:
@@ -307,8 +317,8 @@ class TrustStore:
                 raise CertificateError("certificate's organisation CA is revoked")
             if known.identity.serial in revoked:
                 raise CertificateError("certificate is revoked")
-            for cert_in_chain, what in known.windows:
-                _check_time(cert_in_chain, at, what)
+            for window in known.windows:
+                _check_window(window, at)
             self._verified.move_to_end(key)
             return known.identity
         cert = cert_from_der(leaf_der)
@@ -321,7 +331,11 @@ class TrustStore:
         self._verified[key] = _Verified(
             identity,
             org_ca.cert.serial_number,
-            ((self._root, "root CA"), (org_ca.cert, "organisation CA"), (cert, "certificate")),
+            (
+                _window(self._root, "root CA"),
+                _window(org_ca.cert, "organisation CA"),
+                _window(cert, "certificate"),
+            ),
         )
         if len(self._verified) > VERIFIED_CACHE_MAX:
             self._verified.popitem(last=False)
