@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ log = logging.getLogger("medledger.node")
 # Test hook: with this set to 1, SIGUSR1 cuts the node off from every member (frames dropped
 # both ways, client API still up) and SIGUSR2 heals it. Never set in production.
 FAULT_SIGNALS_ENV = "MEDLEDGER_FAULT_SIGNALS"
+GC_GEN0_THRESHOLD = 20_000
 
 
 def run_node(config_path: Path) -> None:
@@ -50,7 +52,20 @@ def run_node(config_path: Path) -> None:
     setup_logging(config.node_id, config.log_file, config.log_level)
     with open_node_store(config.data_dir, create=True) as stores:
         network = _prepare_chain(config, stores)
+        _tune_gc()
         asyncio.run(_serve(config, network, stores))
+
+
+def _tune_gc() -> None:
+    """Move what start-up allocated out of the collector's way and collect less often.
+
+    A node under load allocates mostly short-lived, acyclic objects (frames, futures,
+    decoded messages) that reference counting frees; the default gen-0 threshold of 700
+    runs the cyclic collector hundreds of times a second over them.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 def _prepare_chain(config: NodeConfig, stores: Stores) -> NetworkConfig:
