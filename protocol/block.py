@@ -24,6 +24,12 @@ class ValidationCode:
 
     VALID = 0
     BAD_CONFIG_UPDATE = 1  # a configuration update that does not follow from the current one
+    BAD_CREATOR = 2  # creator certificate invalid, expired or revoked, or signature bad
+    WRONG_NETWORK = 3  # the proposal names another network
+    ENDORSEMENT_POLICY_FAILURE = 4  # fewer than q valid endorsements of its response
+    DUPLICATE_TXID = 5  # the tx_id is already in the chain or earlier in this block
+    MVCC_READ_CONFLICT = 6  # a key it read has changed since (or earlier in this block)
+    BAD_RWSET = 7  # reads or writes outside the contract's own namespace
     NOT_VALIDATED = 255
 
 

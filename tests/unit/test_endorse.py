@@ -1,16 +1,14 @@
 """PBFT-lite endorsement quorums (consensus.endorse): sizes, the gateway's gathering of
 replies, and the validator's check of the endorsements a transaction carries.
 
-The validator tests build a network in memory: a root CA, a ministry orderer (not an
-endorser) and four hospitals, each with an endorsing node whose certificate signs.
+The validator tests use the in-memory network of tests/unit/endorsed_world.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -22,31 +20,10 @@ from consensus.endorse import (
     gather,
     quorum_size,
 )
-from identity.certs import (
-    CertificateAuthority,
-    cert_to_der,
-    create_org_ca,
-    create_root_ca,
-    issue_node_cert,
-    issue_user_cert,
-)
-from identity.keys import SigningKey
-from identity.validate import TrustStore
 from protocol.codec import encode
-from protocol.config import BatchConfig, MemberConfig, NetworkConfig, OrgConfig
 from protocol.errors import LocalError
-from protocol.transaction import (
-    Endorsement,
-    KVWrite,
-    Proposal,
-    ProposalResponse,
-    RwSet,
-    Transaction,
-    proposal_hash,
-)
-
-NOW = datetime(2026, 11, 1, tzinfo=UTC)
-HOSPITALS = ("northgate", "riverside", "stmarys", "westfield")
+from protocol.transaction import Endorsement, Transaction
+from tests.unit.endorsed_world import HOSPITALS, NOW, World, make_world
 
 
 @pytest.mark.parametrize(
@@ -160,93 +137,9 @@ def test_the_verdict_does_not_depend_on_reply_order() -> None:
 # --- the validator: endorsements carried by a transaction --------------------------------------
 
 
-@dataclasses.dataclass
-class World:
-    config: NetworkConfig
-    trust: TrustStore
-    keys: dict[str, SigningKey]  # node id -> node key
-    serials: dict[str, int]  # node id -> certificate serial
-    creator: bytes
-
-    def transaction(self, signers: tuple[str, ...], *, response: bytes = b"ok") -> Transaction:
-        proposal = Proposal(
-            network_id=self.config.network_id,
-            contract="registry",
-            function="put",
-            args=(b"k",),
-            creator=self.creator,
-            nonce=os.urandom(24),
-            timestamp_ms=int(NOW.timestamp() * 1000),
-        )
-        answer = ProposalResponse(
-            proposal_hash=proposal_hash(proposal),
-            status=200,
-            message="",
-            result=response,
-            rw_set=RwSet(
-                reads=(),
-                writes=(KVWrite(namespace="registry", key=b"k", value=b"v", is_delete=False),),
-            ),
-            events=(),
-        )
-        return Transaction(
-            proposal=proposal,
-            response=answer,
-            endorsements=tuple(self.endorse(node, answer) for node in signers),
-        )
-
-    def endorse(self, node: str, answer: ProposalResponse) -> Endorsement:
-        return Endorsement(endorser=self.cert(node), signature=self.keys[node].sign(encode(answer)))
-
-    def cert(self, node: str) -> bytes:
-        member = self.config.member(node)
-        assert member is not None
-        return member.node_cert
-
-
 @pytest.fixture(scope="module")
 def world() -> World:
-    root_key = SigningKey.generate()
-    root = CertificateAuthority(create_root_ca("root", root_key, now=NOW), root_key)
-    cas, orgs, members, keys, serials = [], [], [], {}, {}
-    creator = b""
-    for port, org in enumerate(("ministry", *HOSPITALS)):
-        ca_key = SigningKey.generate()
-        ca = CertificateAuthority(create_org_ca(root, org, org, ca_key.public_key, now=NOW), ca_key)
-        cas.append(ca.cert)
-        kind = "ministry" if org == "ministry" else "hospital"
-        orgs.append(OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert)))
-        key = SigningKey.generate()
-        cert = issue_node_cert(ca, org, org, key.public_key, ["127.0.0.1"], now=NOW)
-        keys[org], serials[org] = key, cert.serial_number
-        members.append(
-            MemberConfig(
-                node_id=org,
-                org_id=org,
-                host="127.0.0.1",
-                p2p_port=20000 + 2 * port,
-                api_port=20001 + 2 * port,
-                node_cert=cert_to_der(cert),
-                endorser=org != "ministry",
-            )
-        )
-        if org == "northgate":
-            doctor_key = SigningKey.generate()
-            doctor = issue_user_cert(
-                ca, org, "doctor@northgate", "doctor", doctor_key.public_key, now=NOW
-            )
-            creator = cert_to_der(doctor)
-    config = NetworkConfig(
-        network_id="net",
-        sequence=0,
-        root_ca=cert_to_der(root.cert),
-        orgs=tuple(orgs),
-        members=tuple(members),
-        endorsement_rule="2f+1",
-        batch=BatchConfig(max_txs=10, max_bytes=1 << 21, timeout_ms=50),
-        contracts=(),
-    )
-    return World(config, TrustStore(root.cert, cas), keys, serials, creator)
+    return make_world()
 
 
 def check(world: World, tx: Transaction, **kw: object) -> str | None:
