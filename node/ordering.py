@@ -75,6 +75,8 @@ HEARTBEAT_TICKS = 1
 SUBMIT_TIMEOUT_S = 10.0
 # Waiting clients at once; past it new submissions are refused (503) rather than queued.
 WAITERS_MAX = 20_000
+# A member removed from the configuration stops at most this long after applying it (30 s).
+REMOVED_GRACE_TICKS = 600
 
 
 class _Waker:
@@ -181,6 +183,7 @@ class OrderingNode:
         self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
         self._wake = _Waker()
         self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
+        self._removed_ticks: int | None = None  # ticks since a config without us was applied
         self._draining = False
         self._stopping = False
         self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
@@ -294,6 +297,10 @@ class OrderingNode:
                 self.cutter.tick()
                 next_tick += tick_s
                 ticked = True
+                if self._removed_ticks is not None:
+                    self._removed_ticks += 1
+            if ticked and self._leave_if_removed():
+                break
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
             if self.role is Role.LEADER:
@@ -330,6 +337,21 @@ class OrderingNode:
             self._draining = False
         if self.raft.has_ready():
             self._wake.set()  # a snapshot to install: the run loop does that
+
+    def _leave_if_removed(self) -> bool:
+        """Stop once a configuration without this node is applied and Raft has removed it
+        too, or REMOVED_GRACE_TICKS later (the leader stops replicating to a removed member,
+        so it may never see its removal commit); meanwhile it still acknowledges entries,
+        which a cluster of two needs to commit the removal at all."""
+        ticks = self._removed_ticks
+        if ticks is None:
+            return False
+        in_raft = self.node_id in self.raft.voters or self.node_id in self.raft.learners
+        if in_raft and ticks < REMOVED_GRACE_TICKS:
+            return False
+        event(log, logging.WARNING, "node.removed", still_in_raft=in_raft)
+        self.stop()
+        return True
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current iteration."""
@@ -629,7 +651,13 @@ class OrderingNode:
         return validated.tx_ids
 
     def _follow_config(self, config: NetworkConfig) -> None:
+        was_member = self.network.member(self.node_id) is not None
         self.network = config
+        if config.member(self.node_id) is not None:
+            self._removed_ticks = None  # (re-)added: a removal replayed from the chain is over
+        elif was_member and self._removed_ticks is None:
+            self._removed_ticks = 0
+            event(log, logging.WARNING, "node.removed_from_config", sequence=config.sequence)
         event(
             log,
             logging.INFO,

@@ -80,10 +80,19 @@ def test_add_a_node_as_learner_then_voter_and_remove_a_member(cluster: Cluster) 
         time.sleep(0.1)
     assert "riverside2" in status["voters"], status
 
+    # Run westfield as a hospital operator would (not tracked by `up`): the CLI cannot stop
+    # it, so once removed it must stop by itself.
+    westfield = cluster.nodes["westfield"]
+    (cluster.out / "run" / "westfield.pid").unlink()
     removed = medledger("raft", "remove-member", "--network", net, "--node", "westfield")
     assert removed.returncode == 0, removed.stderr
     assert "westfield" not in [e.node_id for e in load_network(cluster.out)]
     assert "westfield" not in [n.entry.node_id for n in running_nodes(cluster.out)]
+    assert _exit_status(westfield.pid, timeout_s=40) == 0
+    node_dir = cluster.out / "nodes" / "westfield"
+    logged = "".join(p.read_text(errors="replace") for p in node_dir.glob("*.log"))
+    logged += westfield.log_path.read_text(errors="replace")
+    assert "node.removed" in logged
     del cluster.nodes["westfield"]
     leader = cluster.leader()
     status = cluster.client(leader).raft_status()
@@ -92,6 +101,17 @@ def test_add_a_node_as_learner_then_voter_and_remove_a_member(cluster: Cluster) 
     cluster.stop()
     chains = {n: chain_tx_ids(cluster.out / "nodes" / n) for n in cluster.nodes}
     assert len({tuple(h) for h, _ in chains.values()}) == 1
+
+
+def _exit_status(pid: int, timeout_s: float) -> int | None:
+    """The exit code of our child *pid* once it ends, None if it is still running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.1)
+    return None
 
 
 def _envelope(cluster: Cluster) -> bytes:
