@@ -17,6 +17,7 @@ import signal
 import ssl
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 from identity.certs import cert_to_der
@@ -53,7 +54,10 @@ def run_node(config_path: Path) -> None:
     with open_node_store(config.data_dir, create=True) as stores:
         network = _prepare_chain(config, stores)
         _tune_gc()
-        asyncio.run(_serve(config, network, stores))
+        # uvloop: libuv's event loop and its TLS transport, a drop-in for asyncio's; on this
+        # machine it took the 1-client p50 of a 3-member cluster from 3.75 to 3.3-3.5 ms.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(config, network, stores))
 
 
 def _tune_gc() -> None:
