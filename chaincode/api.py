@@ -62,6 +62,7 @@ class Creator:
     org_id: str
     role: str
     subject_id: str
+    serial: int  # the certificate's serial number (what a revocation names)
     cert_der: bytes
 
 

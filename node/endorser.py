@@ -76,7 +76,9 @@ def endorse(
         contract=proposal.contract,
         function=proposal.function,
         args=proposal.args,
-        creator=Creator(creator.org_id, creator.role, creator.subject_id, creator.cert_der),
+        creator=Creator(
+            creator.org_id, creator.role, creator.subject_id, creator.serial, creator.cert_der
+        ),
         tx_id=proposal.tx_id,
         timestamp_ms=proposal.timestamp_ms,
     )

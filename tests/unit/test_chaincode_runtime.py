@@ -23,7 +23,9 @@ from storage.memory import MemoryKV
 from storage.state import Version, WorldState
 from tests.unit.contracts_fixture import ledger_counter
 
-CREATOR = Creator(org_id="northgate", role="doctor", subject_id="dr.who", cert_der=b"cert")
+CREATOR = Creator(
+    org_id="northgate", role="doctor", subject_id="dr.who", serial=7, cert_der=b"cert"
+)
 
 
 @pytest.fixture

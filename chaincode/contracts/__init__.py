@@ -1,0 +1,1 @@
+"""The built-in contracts every node installs (the network configuration pins them)."""
