@@ -28,6 +28,7 @@ from typing import Any
 
 import tomli_w
 
+from chaincode.builtin import builtin_pins
 from identity.certs import (
     CertificateAuthority,
     cert_to_der,
@@ -195,7 +196,7 @@ def init_network(profile: Profile, options: InitOptions) -> list[NodeEntry]:
         members=tuple(members),
         endorsement_rule="2f+1",
         batch=profile.batch,
-        contracts=(),
+        contracts=builtin_pins(),
     )
     admin_key, admin_der = admin_keys[profile.ministry.org_id]
     signer_key, signer_der = node_keys[profile.ministry.node_id]

@@ -20,6 +20,8 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from chaincode.builtin import node_registry
+from chaincode.registry import ContractRegistry
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
 from node.api import build_api_app
@@ -101,8 +103,23 @@ def _prepare_chain(config: NodeConfig, stores: Stores) -> NetworkConfig:
     return network
 
 
+def _check_contracts(network: NetworkConfig, registry: ContractRegistry) -> int:
+    """Warn about each contract the network pins that this node cannot run (not installed,
+    another version or other code): it can still order and validate, but not endorse it.
+    Returns how many there are."""
+    unavailable = 0
+    for pin in network.contracts:
+        problem = registry.pin_problem(pin)
+        if problem is not None:
+            unavailable += 1
+            event(log, logging.WARNING, "contract.unavailable", contract=pin.name, reason=problem)
+    return unavailable
+
+
 async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> None:
     metrics = Metrics()
+    if _check_contracts(network, node_registry()):
+        metrics.inc("contracts_unavailable")
     passphrase = config.key_passphrase()
     key = read_signing_key(config.tls.key, passphrase)
     cert_der = cert_to_der(read_cert(config.tls.cert))

@@ -76,6 +76,18 @@ def test_init_writes_every_part(network: Path) -> None:
         assert (network / "orgs" / org / "admin" / "admin.pem").is_file()
 
 
+def test_genesis_pins_the_builtin_contracts_and_every_node_can_run_them(network: Path) -> None:
+    from chaincode.builtin import builtin_pins, node_registry
+    from node.genesis import genesis_envelope
+
+    genesis = decode((network / "genesis.block").read_bytes(), Block)
+    config = genesis_envelope(genesis).update.config
+    assert [pin.name for pin in config.contracts] == ["registry"]
+    assert config.contracts == builtin_pins()
+    registry = node_registry()
+    assert all(registry.pin_problem(pin) is None for pin in config.contracts)
+
+
 def test_private_keys_are_0600(network: Path) -> None:
     keys = list(network.rglob("*.key"))
     assert len(keys) == 1 + 3 * len(NODES)  # root, and per org: CA, admin, node
