@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from chaincode.api import Contract
-from chaincode.contracts.registry import Registry
+from chaincode.contracts.registry import REVOKED, Registry
 from chaincode.registry import ContractRegistry
+from chaincode.runtime import StateReader
 from protocol.config import ContractPin
 
 BUILTIN_CONTRACTS: tuple[type[Contract], ...] = (Registry,)
+REVOKED_END = REVOKED[:-1] + bytes([REVOKED[-1] + 1])  # just past every revoked/ key
 
 
 def node_registry(*, entry_points: bool = True) -> ContractRegistry:
@@ -32,3 +34,11 @@ def builtin_pins() -> tuple[ContractPin, ...]:
                 ContractPin(name=name, version=registered.version, code_hash=registered.code_hash)
             )
     return tuple(pins)
+
+
+def revoked_serials(state: StateReader) -> frozenset[int]:
+    """The certificate serials the registry contract has revoked, from committed state."""
+    return frozenset(
+        int(key[len(REVOKED) :])
+        for key, _, _ in state.range(Registry.name, REVOKED, REVOKED_END)
+    )

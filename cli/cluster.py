@@ -148,6 +148,18 @@ def node_start(config: Path) -> None:
         fail(str(e))
 
 
+def admin_identity(network: Path, org: str | None, passphrase_env: str) -> tuple[Any, bytes]:
+    """(signing key, certificate DER) of *org*'s admin (default: the first hospital's)."""
+    from identity.certs import cert_to_der
+    from identity.keystore import read_cert, read_signing_key
+
+    entries = load_network(network)
+    org_id = org or next((e.org_id for e in entries if e.role == "peer"), entries[0].org_id)
+    admin_dir = network / "orgs" / org_id / "admin"
+    key = read_signing_key(admin_dir / "admin.key", passphrase_from_env(passphrase_env))
+    return key, cert_to_der(read_cert(admin_dir / "admin.pem"))
+
+
 def pick_node(network: Path, node: str | None) -> NodeEntry:
     """The named node of *network*, or its first node."""
     entries = load_network(network)
@@ -222,18 +234,12 @@ def submit(
 ) -> None:
     """Sign a payload as an admin, submit it, and wait until it is in a committed block."""
 
-    from identity.certs import cert_to_der
-    from identity.keystore import read_cert, read_signing_key
     from node.envelopes import opaque_envelope
     from protocol.codec import encode
 
     try:
-        entries = load_network(network)
         target = pick_node(network, node)
-        org_id = org or next((e.org_id for e in entries if e.role == "peer"), entries[0].org_id)
-        admin_dir = network / "orgs" / org_id / "admin"
-        key = read_signing_key(admin_dir / "admin.key", passphrase_from_env(passphrase_env))
-        cert = cert_to_der(read_cert(admin_dir / "admin.pem"))
+        key, cert = admin_identity(network, org, passphrase_env)
         payload = payload_file.read_bytes()
         network_id = network_id_of(network)
         envelope = opaque_envelope(

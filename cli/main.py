@@ -21,6 +21,7 @@ from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
 from cli.errors import fail, passphrase_from_env
 from cli.membership import add_member, add_node_command, remove_member
+from cli.tx import tx_group
 from node.bootstrap import InitOptions, init_network
 from node.profile import load_profile
 from protocol.errors import MedledgerError
@@ -122,7 +123,7 @@ def network_init(profile: str, out: Path, force: bool, passphrase_env: str, as_j
         )
 
 
-for command in (chain, up, down, node_group, raft_group, submit):
+for command in (chain, up, down, node_group, raft_group, submit, tx_group):
     cli.add_command(command)
 network.add_command(add_node_command)
 raft_group.add_command(add_member)

@@ -5,6 +5,8 @@ Routes::
     GET  /healthz                 liveness and readiness (a leader is known)
     POST /v1/envelopes            submit a signed envelope or configuration update (msgpack);
                                   answers once it is in a committed block
+    POST /v1/endorse              simulate a signed proposal (msgpack) against this
+                                  endorser's committed state; its EndorseReply (msgpack)
     GET  /v1/raft/status          this node's Raft view
     GET  /v1/chain                height and tip hash
     GET  /v1/config               the current network configuration (canonical bytes)
@@ -55,6 +57,8 @@ class OrderingService(Protocol):
     node_id: str
 
     async def submit(self, raw: bytes) -> Committed: ...
+
+    def endorse(self, raw: bytes) -> bytes: ...
 
     def raft_status(self) -> dict[str, Any]: ...
 
@@ -116,6 +120,23 @@ async def submit(request: web.Request) -> web.Response:
     )
 
 
+async def endorse(request: web.Request) -> web.Response:
+    """Simulate a signed proposal here and answer with this node's EndorseReply (msgpack)."""
+    too_big = f"proposal over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
+    try:
+        raw = await request.read()  # bounded by the app's client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, too_big)
+    if len(raw) > limits.ENVELOPE_BYTES_MAX:
+        return _error(413, too_big)
+    try:
+        reply = request.app[SERVICE_KEY].endorse(raw)
+    except RemoteError as e:
+        event(log, logging.INFO, "api.endorse_refused", reason=type(e).__name__, size=len(raw))
+        return _error(400, str(e))
+    return web.Response(body=reply, content_type="application/msgpack")
+
+
 async def raft_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE_KEY].raft_status())
 
@@ -158,6 +179,7 @@ def build_api_app(service: OrderingService) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/envelopes", submit)
+    app.router.add_post("/v1/endorse", endorse)
     app.router.add_get("/v1/raft/status", raft_status)
     app.router.add_get("/v1/chain", chain_info)
     app.router.add_get("/v1/config", network_config)

@@ -94,6 +94,11 @@ class NodeClient:
         """POST /v1/envelopes; returns once committed."""
         return self._run("POST", "/v1/envelopes", envelope)  # type: ignore[no-any-return]
 
+    def endorse(self, signed_proposal: bytes) -> bytes:
+        """POST /v1/endorse; the node's EndorseReply bytes."""
+        raw: bytes = self._run("POST", "/v1/endorse", signed_proposal, raw=True)
+        return raw
+
     def raft_status(self) -> dict[str, Any]:
         return self._run("GET", "/v1/raft/status")  # type: ignore[no-any-return]
 

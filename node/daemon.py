@@ -118,7 +118,8 @@ def _check_contracts(network: NetworkConfig, registry: ContractRegistry) -> int:
 
 async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> None:
     metrics = Metrics()
-    if _check_contracts(network, node_registry()):
+    contracts = node_registry()
+    if _check_contracts(network, contracts):
         metrics.inc("contracts_unavailable")
     passphrase = config.key_passphrase()
     key = read_signing_key(config.tls.key, passphrase)
@@ -131,6 +132,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         key=key,
         cert_der=cert_der,
         metrics=metrics,
+        contracts=contracts,
         tuning=config.raft,
         bootstrap_voters=tuple(m.node_id for m in _genesis_config(stores).members),
     )

@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from chaincode.builtin import revoked_serials
+from chaincode.registry import ContractRegistry
 from consensus.config_change import update_problem
 from consensus.cutter import BlockCutter, CutPolicy
 from consensus.raft.core import RaftConfig, RaftNode, Ready, Role
@@ -39,10 +41,12 @@ from identity.validate import TrustStore
 from node import failpoints
 from node.api import Committed, NotLeaderError, SubmitTimeoutError
 from node.config import RaftTuning
+from node.endorser import ProposalRefused, endorse
 from node.envelopes import check_submission
 from node.genesis import config_writes
 from node.logs import event
 from node.metrics import Metrics
+from protocol import limits
 from protocol.block import Block, BlockMetadata, ValidationCode, decode_tx, make_header
 from protocol.codec import decode, encode
 from protocol.config import ConfigEnvelope, NetworkConfig
@@ -59,7 +63,7 @@ from protocol.raft import (
     RaftEntry,
     RaftSnapshot,
 )
-from protocol.transaction import KVWrite
+from protocol.transaction import EndorseReply, KVWrite, SignedProposal
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -138,6 +142,7 @@ class OrderingNode:
         key: SigningKey,
         cert_der: bytes,
         metrics: Metrics,
+        contracts: ContractRegistry | None = None,
         bootstrap_voters: tuple[str, ...] = (),
         tuning: RaftTuning | None = None,
         rng: random.Random | None = None,
@@ -150,6 +155,7 @@ class OrderingNode:
         self.key = key
         self.cert_der = cert_der
         self.metrics = metrics
+        self.contracts = contracts or ContractRegistry()
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.raft = RaftNode(
             RaftConfig(
@@ -737,6 +743,29 @@ class OrderingNode:
 
     def block_bytes(self, number: int) -> bytes | None:
         return self.stores.blocks.get_raw(number)
+
+    def endorse(self, raw: bytes) -> bytes:
+        """Endorse a client's signed proposal (msgpack SignedProposal) against this node's
+        committed state; the canonical EndorseReply bytes (RemoteError if refused)."""
+        member = self.network.member(self.node_id)
+        if member is None or not member.endorser:
+            raise ProposalRefused(f"{self.node_id} is not an endorser")
+        signed = decode(raw, SignedProposal, max_bytes=limits.ENVELOPE_BYTES_MAX)
+        state = self.stores.state
+        outcome = endorse(
+            signed,
+            network=self.network,
+            trust=self.trust,
+            registry=self.contracts,
+            state=state,
+            key=self.key,
+            cert_der=self.cert_der,
+            at=datetime.now(UTC),
+            revoked=revoked_serials(state),
+        )
+        self.metrics.inc("endorser_proposals")
+        endorsements = () if outcome.endorsement is None else (outcome.endorsement,)
+        return encode(EndorseReply(response=outcome.response, endorsements=endorsements))
 
     def health(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ from protocol.raft import (
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
+    EndorseReply,
     Envelope,
     KVRead,
     KVWrite,
@@ -58,6 +59,7 @@ __all__ = [
     "ConfigEnvelope",
     "ConfigUpdate",
     "ContractEvent",
+    "EndorseReply",
     "ContractPin",
     "Endorsement",
     "Envelope",

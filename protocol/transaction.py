@@ -103,6 +103,15 @@ class Endorsement:
     signature: bytes = field(max_len=limits.SIGNATURE_BYTES_MAX)
 
 
+@message("endorse_reply")
+class EndorseReply:
+    """An endorser's answer to a signed proposal: its response, and its endorsement when the
+    contract answered 200 (none for a refusal or an unknown function)."""
+
+    response: ProposalResponse
+    endorsements: tuple[Endorsement, ...] = field(max_len=1)
+
+
 @message("transaction")
 class Transaction:
     """A proposal, the agreed response and the endorsements that vouch for it."""

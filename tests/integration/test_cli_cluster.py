@@ -63,6 +63,24 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "error:" in missing.stderr
 
+    # A query is simulated by one endorsing peer against its committed LevelDB state and
+    # signed by it, and nothing is ordered (the chain stays at 2 blocks, checked below).
+    query = medledger("tx", "query", "--network", str(network), "registry", "revoked", "--json")
+    assert query.returncode == 0, query.stderr
+    assert json.loads(query.stdout) == {
+        "node": "northgate",
+        "status": 200,
+        "message": "",
+        "result": "[]",
+        "endorsed": True,
+    }
+    unknown = medledger("tx", "query", "--network", str(network), "registry", "show", "dr.x1")
+    assert unknown.returncode == 1 and "400 no identity dr.x1" in unknown.stderr
+    orderer = medledger(
+        "tx", "query", "--network", str(network), "--node", "ministry", "registry", "revoked"
+    )
+    assert orderer.returncode == 2 and "ministry is not an endorser" in orderer.stderr
+
     leader = next(m for m in members if m["role"] == "leader")["node"]
     port = next(
         n["api_port"]

@@ -12,6 +12,7 @@ node's chain exactly once, at the block and index it was acknowledged with.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from node.supervisor import (
 )
 from protocol import limits
 from protocol.codec import encode
+from protocol.transaction import Proposal, SignedProposal
 from tests.integration.cluster import NETWORK_ID, Cluster, chain_tx_ids
 from tests.integration.conftest import init_local_network
 
@@ -101,6 +103,32 @@ def test_bad_envelopes_get_clear_errors_and_the_node_keeps_serving(
     for name, (body, status, words) in cases.items():
         with pytest.raises(NodeRefused) as refused:
             client.submit(body)
+        assert refused.value.status == status, name
+        assert words in refused.value.reason, (name, refused.value.reason)
+    def proposal(signer=key, signer_cert=cert, network_id=NETWORK_ID, arg=b"x"):
+        p = Proposal(
+            network_id=network_id,
+            contract="registry",
+            function="show",
+            args=(arg,),
+            creator=signer_cert,
+            nonce=os.urandom(24),
+            timestamp_ms=int(time.time() * 1000),
+        )
+        return encode(SignedProposal(proposal=p, signature=signer.sign(encode(p))))
+
+    endorse_cases = {
+        "garbage": (b"\x92\x01\x02", 400, "expected [tag, fields]"),
+        "truncated": (proposal()[:-5], 400, "msgpack"),
+        "oversize": (b"\x00" * (limits.ENVELOPE_BYTES_MAX + 1), 413, "over the limit"),
+        "unknown signer": (proposal(other_key, other_cert), 400, "not an organisation CA"),
+        "forged signature": (proposal(other_key), 400, "signature"),
+        "other network": (proposal(network_id="elsewhere"), 400, "network_id"),
+        "sentinel argument": (proposal(network_id="elsewhere", arg=SENTINEL), 400, "network"),
+    }
+    for name, (body, status, words) in endorse_cases.items():
+        with pytest.raises(NodeRefused) as refused:
+            client.endorse(body)
         assert refused.value.status == status, name
         assert words in refused.value.reason, (name, refused.value.reason)
     assert client.submit(envelope_bytes(cluster, SENTINEL))["block"] >= 1

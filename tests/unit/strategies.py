@@ -40,6 +40,7 @@ from protocol.ordering import BlockBatch, ChainPoint, ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
+    EndorseReply,
     Envelope,
     KVRead,
     KVWrite,
@@ -125,6 +126,9 @@ transactions = st.builds(
     endorsements=_tuples(endorsements, max_size=4),
 )
 envelopes = st.builds(Envelope, transaction=transactions, signature=signatures)
+endorse_replies = st.builds(
+    EndorseReply, response=proposal_responses, endorsements=_tuples(endorsements, max_size=1)
+)
 
 # --- network configuration ------------------------------------------------------------------
 
@@ -268,6 +272,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     ContractEvent: contract_events,
     ProposalResponse: proposal_responses,
     Endorsement: endorsements,
+    EndorseReply: endorse_replies,
     Transaction: transactions,
     Envelope: envelopes,
     OrgConfig: org_configs,
