@@ -7,6 +7,8 @@ Routes::
                                   answers once it is in a committed block
     POST /v1/endorse              simulate a signed proposal (msgpack) against this
                                   endorser's committed state; its EndorseReply (msgpack)
+    POST /v1/gateway/endorse      collect a quorum of endorsements for a signed proposal;
+                                  the prepared Transaction (msgpack) for the client to sign
     GET  /v1/raft/status          this node's Raft view
     GET  /v1/chain                height and tip hash
     GET  /v1/config               the current network configuration (canonical bytes)
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from node.gateway import Gateway, QuorumNotReached
 from node.logs import event
 from protocol import limits
 from protocol.errors import LocalError, OversizeError, RemoteError
@@ -74,6 +77,7 @@ class OrderingService(Protocol):
 
 
 SERVICE_KEY = web.AppKey("service", OrderingService)
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -137,6 +141,23 @@ async def endorse(request: web.Request) -> web.Response:
     return web.Response(body=reply, content_type="application/msgpack")
 
 
+async def gateway_endorse(request: web.Request) -> web.Response:
+    """Fan a signed proposal out to the endorsers; the prepared Transaction (msgpack)."""
+    gateway = request.app.get(GATEWAY_KEY)
+    if gateway is None:
+        return _error(404, "this node is not a gateway")
+    raw = await request.read()  # bounded by the app's client_max_size
+    if len(raw) > limits.ENVELOPE_BYTES_MAX:
+        return _error(413, f"proposal over the limit of {limits.ENVELOPE_BYTES_MAX} bytes")
+    try:
+        prepared = await gateway.endorse(raw)
+    except QuorumNotReached as e:
+        return _error(409, str(e))
+    except RemoteError as e:
+        return _error(400, str(e))
+    return web.Response(body=prepared, content_type="application/msgpack")
+
+
 async def raft_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE_KEY].raft_status())
 
@@ -172,14 +193,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-def build_api_app(service: OrderingService) -> web.Application:
-    """The aiohttp application serving the client API for *service*."""
+def build_api_app(service: OrderingService, gateway: Gateway | None = None) -> web.Application:
+    """The aiohttp application serving the client API for *service* (and *gateway*)."""
     app = web.Application(client_max_size=limits.ENVELOPE_BYTES_MAX + limits.KIB)
     app[SERVICE_KEY] = service
+    if gateway is not None:
+        app[GATEWAY_KEY] = gateway
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/envelopes", submit)
     app.router.add_post("/v1/endorse", endorse)
+    app.router.add_post("/v1/gateway/endorse", gateway_endorse)
     app.router.add_get("/v1/raft/status", raft_status)
     app.router.add_get("/v1/chain", chain_info)
     app.router.add_get("/v1/config", network_config)

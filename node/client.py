@@ -99,6 +99,11 @@ class NodeClient:
         raw: bytes = self._run("POST", "/v1/endorse", signed_proposal, raw=True)
         return raw
 
+    def gateway_endorse(self, signed_proposal: bytes) -> bytes:
+        """POST /v1/gateway/endorse; the prepared Transaction bytes."""
+        raw: bytes = self._run("POST", "/v1/gateway/endorse", signed_proposal, raw=True)
+        return raw
+
     def raft_status(self) -> dict[str, Any]:
         return self._run("GET", "/v1/raft/status")  # type: ignore[no-any-return]
 

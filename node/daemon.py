@@ -27,6 +27,7 @@ from identity.keystore import read_cert, read_signing_key
 from node.api import build_api_app
 from node.catchup import add_block_routes, catch_up
 from node.config import NodeConfig, load_node_config
+from node.gateway import Gateway
 from node.genesis import CONFIG_KEY, CONFIG_NAMESPACE, genesis_envelope
 from node.logs import event, setup_logging
 from node.metrics import Metrics
@@ -161,7 +162,18 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     transport.add_routes(p2p_app)
     add_block_routes(p2p_app, stores, lambda: transport.authenticator)
     p2p_runner = web.AppRunner(p2p_app, access_log=None)
-    api_runner = web.AppRunner(build_api_app(ordering), access_log=None)
+    member = network.member(config.node_id)
+    gateway = None
+    if member is not None and member.endorser:
+        gateway = Gateway(
+            node_id=config.node_id,
+            network=lambda: ordering.network,
+            trust=lambda: ordering.trust,
+            endorse_locally=ordering.endorse,
+            client_ctx=tls.client,
+            metrics=metrics,
+        )
+    api_runner = web.AppRunner(build_api_app(ordering, gateway), access_log=None)
     await p2p_runner.setup()
     await api_runner.setup()
     host = config.listen.host

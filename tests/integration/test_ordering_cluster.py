@@ -29,7 +29,7 @@ from node.supervisor import (
     api_url,
 )
 from protocol import limits
-from protocol.codec import encode
+from protocol.codec import decode, encode
 from protocol.transaction import Proposal, SignedProposal
 from tests.integration.cluster import NETWORK_ID, Cluster, chain_tx_ids
 from tests.integration.conftest import init_local_network
@@ -236,3 +236,45 @@ def test_a_node_kept_down_past_compaction_catches_up_through_a_snapshot(tmp_path
     assert len({tuple(h) for h, _ in chains.values()}) == 1
     log_text = (c.out / "nodes" / laggard / "node.log").read_text()
     assert "raft.snapshot_installed" in log_text
+
+
+def test_a_gateway_collects_a_quorum_that_validators_accept(cluster: Cluster) -> None:
+    """Real processes over TLS: the northgate gateway fans a proposal out to the four
+    hospital endorsers and returns a transaction whose q = 3 endorsements pass the
+    validators' check; a proposal every endorser refuses comes back with the contract's
+    message; the orderer is no gateway."""
+    from datetime import UTC, datetime
+
+    from consensus.endorse import endorsement_problem
+    from node.tls import trust_store
+    from protocol.config import NetworkConfig
+    from protocol.transaction import Transaction
+
+    key, cert = cluster.admin()
+
+    def signed(function: str, *args: bytes) -> bytes:
+        p = Proposal(
+            network_id=NETWORK_ID,
+            contract="registry",
+            function=function,
+            args=args,
+            creator=cert,
+            nonce=os.urandom(24),
+            timestamp_ms=int(time.time() * 1000),
+        )
+        return encode(SignedProposal(proposal=p, signature=key.sign(encode(p))))
+
+    gateway = cluster.client("northgate")
+    tx = decode(gateway.gateway_endorse(signed("revoked")), Transaction)
+    assert (tx.response.status, tx.response.result) == (200, b"[]")
+    assert len(tx.endorsements) == 3
+    config = decode(gateway.config_bytes(), NetworkConfig)
+    problem = endorsement_problem(tx, config, trust_store(config), at=datetime.now(UTC))
+    assert problem is None
+
+    with pytest.raises(NodeRefused) as refused:
+        gateway.gateway_endorse(signed("show", b"dr.x1"))
+    assert (refused.value.status, refused.value.reason) == (409, "400 no identity dr.x1")
+    with pytest.raises(NodeRefused) as refused:
+        cluster.client("ministry").gateway_endorse(signed("revoked"))
+    assert refused.value.status == 404

@@ -1,0 +1,146 @@
+"""The gateway: collect a quorum of endorsements for a client's signed proposal.
+
+Any hospital peer is a gateway. It sends the proposal to every endorsing member at once
+(itself directly, the others' ``POST /v1/endorse`` over TLS), each with a deadline, checks
+each reply (the endorsement must be the member's own certificate and verify over the
+response bytes), and lets :func:`consensus.endorse.gather` pick the response q endorsers
+signed byte for byte. Endorsers that diverged are logged by node id and counted
+(``gateway_diverging_endorsers``). The answer is the prepared
+:class:`protocol.transaction.Transaction` (proposal, agreed response, the q endorsements),
+which the client signs into an envelope and submits; the gateway never signs for it.
+
+No quorum is a :class:`QuorumNotReached` naming how many agreed, who diverged and who did
+not answer. When the endorsers agree on a refusal (the contract answered 400 or 404), the
+contract's message is what the client sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+
+from consensus.endorse import Reply, endorsing_members, gather
+from identity.keys import VerifyingKey
+from identity.validate import Purpose, TrustStore
+from node.logs import event
+from node.metrics import Metrics
+from protocol.codec import decode, encode
+from protocol.config import MemberConfig, NetworkConfig
+from protocol.errors import RemoteError
+from protocol.transaction import EndorseReply, SignedProposal, Transaction
+
+log = logging.getLogger("medledger.gateway")
+
+ENDORSE_DEADLINE_S = 5.0
+
+
+class QuorumNotReached(RemoteError):
+    """Too few endorsers agreed on one response (the message says who did what)."""
+
+
+class Gateway:
+    """Fans proposals out to the endorsers of the current network configuration."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        network: Callable[[], NetworkConfig],
+        trust: Callable[[], TrustStore],
+        endorse_locally: Callable[[bytes], bytes],
+        client_ctx: ssl.SSLContext,
+        metrics: Metrics,
+        deadline_s: float = ENDORSE_DEADLINE_S,
+    ) -> None:
+        self.node_id = node_id
+        self._network = network
+        self._trust = trust
+        self._endorse_locally = endorse_locally
+        self._client_ctx = client_ctx
+        self.metrics = metrics
+        self.deadline_s = deadline_s
+
+    async def endorse(self, raw: bytes) -> bytes:
+        """The prepared Transaction's canonical bytes for the signed proposal *raw*."""
+        signed = decode(raw, SignedProposal)
+        members = endorsing_members(self._network())
+        timeout = aiohttp.ClientTimeout(total=self.deadline_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            answers = await asyncio.gather(
+                *(self._ask(session, m, raw) for m in members), return_exceptions=True
+            )
+        replies: list[Reply] = []
+        decoded: dict[str, EndorseReply] = {}
+        for member, answer in zip(members, answers, strict=True):
+            if isinstance(answer, BaseException):
+                continue  # missing: refused, unreachable or too slow
+            decoded[member.node_id] = answer
+            replies.append(
+                Reply(member.node_id, encode(answer.response), self._signed_by(member, answer))
+            )
+        outcome = gather(replies, [m.node_id for m in members])
+        if outcome.diverging:
+            self.metrics.inc("gateway_diverging_endorsers", len(outcome.diverging))
+            event(log, logging.WARNING, "gateway.diverging", endorsers=",".join(outcome.diverging))
+        if outcome.response is None:
+            refusal = self._common_refusal(decoded)
+            if refusal is not None:
+                raise QuorumNotReached(refusal)
+            raise QuorumNotReached(
+                f"{len(outcome.agreeing)} of the {outcome.needed} endorsements needed agree;"
+                f" diverging: {', '.join(outcome.diverging) or 'none'};"
+                f" no answer: {', '.join(outcome.missing) or 'none'}"
+            )
+        agreed = decoded[outcome.agreeing[0]].response
+        endorsements = tuple(
+            decoded[n].endorsements[0] for n in outcome.agreeing[: outcome.needed]
+        )
+        self.metrics.inc("gateway_endorsed")
+        return encode(
+            Transaction(proposal=signed.proposal, response=agreed, endorsements=endorsements)
+        )
+
+    async def _ask(
+        self, session: aiohttp.ClientSession, member: MemberConfig, raw: bytes
+    ) -> EndorseReply:
+        if member.node_id == self.node_id:
+            return decode(self._endorse_locally(raw), EndorseReply)
+        url = f"https://{member.host}:{member.api_port}/v1/endorse"
+        headers = {"Content-Type": "application/msgpack"}
+        async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise RemoteError(f"{member.node_id} answered {resp.status}")
+            return decode(body, EndorseReply)
+
+    def _signed_by(self, member: MemberConfig, answer: EndorseReply) -> bool:
+        """Whether *answer* carries *member*'s own valid endorsement of its response."""
+        if len(answer.endorsements) != 1:
+            return False
+        endorsement = answer.endorsements[0]
+        if endorsement.endorser != member.node_cert:
+            return False
+        try:
+            identity = self._trust().validate(
+                member.node_cert, at=datetime.now(UTC), purpose=Purpose.SIGNING
+            )
+            key: VerifyingKey = identity.public_key
+            key.verify(encode(answer.response), endorsement.signature)
+        except RemoteError:
+            return False
+        return True
+
+    @staticmethod
+    def _common_refusal(decoded: dict[str, EndorseReply]) -> str | None:
+        """The contract's message when the endorsers that answered all refused alike."""
+        refusals = {(r.response.status, r.response.message) for r in decoded.values()}
+        if len(refusals) == 1:
+            status, message = next(iter(refusals))
+            if status != 200:
+                return f"{status} {message}"
+        return None
