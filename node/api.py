@@ -22,6 +22,7 @@ shape, so the API can be tested without Raft.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any, Protocol
@@ -134,7 +135,10 @@ async def endorse(request: web.Request) -> web.Response:
     if len(raw) > limits.ENVELOPE_BYTES_MAX:
         return _error(413, too_big)
     try:
-        reply = request.app[SERVICE_KEY].endorse(raw)
+        # Off the event loop: a contract may run up to its step budget, and Raft must not
+        # wait for it (simulation only reads committed state).
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(None, request.app[SERVICE_KEY].endorse, raw)
     except RemoteError as e:
         event(log, logging.INFO, "api.endorse_refused", reason=type(e).__name__, size=len(raw))
         return _error(400, str(e))

@@ -109,7 +109,9 @@ class Gateway:
         self, session: aiohttp.ClientSession, member: MemberConfig, raw: bytes
     ) -> EndorseReply:
         if member.node_id == self.node_id:
-            return decode(self._endorse_locally(raw), EndorseReply)
+            loop = asyncio.get_running_loop()
+            local = await loop.run_in_executor(None, self._endorse_locally, raw)
+            return decode(local, EndorseReply)
         url = f"https://{member.host}:{member.api_port}/v1/endorse"
         headers = {"Content-Type": "application/msgpack"}
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:
