@@ -171,17 +171,26 @@ def _ready_and_wait_for_go() -> float:
     return self_cpu_s()
 
 
+class _StartGate:
+    """A worker's before_start hook: once its connections are open it says "ready", waits
+    (off the event loop) for "go", and notes its CPU time then."""
+
+    def __init__(self) -> None:
+        self.cpu_at_go = 0.0
+
+    async def wait_for_go(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self.cpu_at_go = await loop.run_in_executor(None, _ready_and_wait_for_go)
+
+
 def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
     import asyncio
 
     from etcd_loadgen import run_put_load
 
-    cpu_at_go = 0.0
-
-    async def before_start() -> None:
-        nonlocal cpu_at_go
-        loop = asyncio.get_running_loop()
-        cpu_at_go = await loop.run_in_executor(None, _ready_and_wait_for_go)
+    gate = _StartGate()
 
     result = asyncio.run(
         run_put_load(
@@ -190,7 +199,7 @@ def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
             duration_s=spec["duration_s"],
             key_prefix=spec["key_prefix"],
             first_client=spec["first_client"],
-            before_start=before_start,
+            before_start=gate.wait_for_go,
         )
     )
     return {
@@ -199,7 +208,7 @@ def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
         "failure_count": len(result.failures),
         "retries": result.retries,
         "elapsed_s": result.elapsed_s,
-        "cpu_s": self_cpu_s() - cpu_at_go,
+        "cpu_s": self_cpu_s() - gate.cpu_at_go,
     }
 
 
@@ -221,12 +230,7 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     admin = net / "orgs" / ADMIN_ORG / "admin"
     key = read_signing_key(admin / "admin.key")
     cert = cert_to_der(read_cert(admin / "admin.pem"))
-    cpu_at_go = 0.0
-
-    async def before_start() -> None:
-        nonlocal cpu_at_go
-        loop = asyncio.get_running_loop()
-        cpu_at_go = await loop.run_in_executor(None, _ready_and_wait_for_go)
+    gate = _StartGate()
 
     result = asyncio.run(
         run_load(
@@ -237,7 +241,7 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             cert_der=cert,
             clients=spec["clients"],
             duration_s=spec["duration_s"],
-            before_start=before_start,
+            before_start=gate.wait_for_go,
         )
     )
     return {
@@ -246,7 +250,7 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
         "failure_count": len(result.failures),
         "retries": sum(a.attempts - 1 for a in result.acks),
         "elapsed_s": result.elapsed_s,
-        "cpu_s": self_cpu_s() - cpu_at_go,
+        "cpu_s": self_cpu_s() - gate.cpu_at_go,
     }
 
 

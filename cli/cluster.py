@@ -41,6 +41,13 @@ network_option = click.option(
     help="The network directory.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+# Who signs what a command sends: an organisation's admin (see admin_identity).
+admin_org_option = click.option(
+    "--org", default=None, help="Sign as this org's admin (default: the first hospital)."
+)
+admin_passphrase_option = click.option(
+    "--passphrase-env", default="", help="Variable holding the admin key passphrase."
+)
 
 
 def _describe(nodes: list[RunningNode], leader: str, network: Path, as_json: bool) -> None:
@@ -220,9 +227,9 @@ def raft_status(network: Path, as_json: bool) -> None:
 @click.command("submit")
 @network_option
 @click.option("--payload-file", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--org", default=None, help="Sign as this org's admin (default: the first hospital).")
+@admin_org_option
 @click.option("--node", default=None, help="Submit through this node (default: the first).")
-@click.option("--passphrase-env", default="", help="Variable holding the admin key passphrase.")
+@admin_passphrase_option
 @json_option
 def submit(
     network: Path,

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import click
 
-from cli.cluster import admin_identity, json_option, network_option, pick_node
+from cli.cluster import (
+    admin_identity,
+    admin_org_option,
+    admin_passphrase_option,
+    json_option,
+    network_option,
+    pick_node,
+)
 from cli.errors import fail
 from node.bootstrap import load_network, network_id_of
 from node.client import NodeClient, network_ssl_context
@@ -35,9 +42,9 @@ def tx_group() -> None:
 @click.argument("contract")
 @click.argument("function")
 @click.argument("args", nargs=-1)
-@click.option("--org", default=None, help="Sign as this org's admin (default: the first hospital).")
+@admin_org_option
 @click.option("--node", default=None, help="Ask this endorsing peer (default: the first).")
-@click.option("--passphrase-env", default="", help="Variable holding the admin key passphrase.")
+@admin_passphrase_option
 @json_option
 def query(
     network: Path,

@@ -69,7 +69,7 @@ class BlockStore:
     def next_number(self) -> int:
         """The number the next appended block must carry, counting blocks staged in a batch
         that has not committed yet (equal to :attr:`height` when none are)."""
-        return self._staged[-1].number + 1 if self._staged else self._height
+        return self._next()[0]
 
     def append(
         self,
@@ -162,14 +162,16 @@ class BlockStore:
         self._staged_tx.clear()
         self._staged_in = None
 
+    def _next(self) -> tuple[int, bytes | None]:
+        """(number, previous hash) the next block must carry, staged blocks counted."""
+        if self._staged:
+            return self._staged[-1].number + 1, self._staged[-1].hash()
+        return self._height, self._tip_hash
+
     def _check_order(self, block: Block, batch: WriteBatch | None = None) -> None:
         if self._staged and batch is not self._staged_in:
             self._forget_staged()  # staged into a batch that was abandoned: nothing was written
-        height, tip = (
-            (self._staged[-1].number + 1, self._staged[-1].hash())
-            if self._staged
-            else (self._height, self._tip_hash)
-        )
+        height, tip = self._next()
         if block.number != height:
             raise BlockOrderError(f"block {block.number} offered at height {height}")
         expected = GENESIS_PREVIOUS_HASH if tip is None else tip

@@ -33,6 +33,18 @@ from node.supervisor import (
 from protocol.block import tx_ids_of
 from tests.integration.conftest import InitialisedNetwork
 
+
+def medledger(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (with *env* added to this process's environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
 NETWORK_ID = "medledger-local"
 
 

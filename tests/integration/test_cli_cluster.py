@@ -10,9 +10,6 @@ exactly the processes `up` started.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,17 +17,7 @@ from pathlib import Path
 import pytest
 
 from node.supervisor import running_nodes
-
-
-def medledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
+from tests.integration.cluster import medledger
 
 
 @pytest.fixture

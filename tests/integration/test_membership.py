@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 import tomllib
 
@@ -28,19 +26,8 @@ from node.membership import member_from_node_dir, signed_update, with_member_add
 from node.supervisor import running_nodes, start_node
 from protocol.codec import decode, encode
 from protocol.config import NetworkConfig
-from tests.integration.cluster import Cluster, chain_tx_ids
+from tests.integration.cluster import Cluster, chain_tx_ids, medledger
 from tests.integration.conftest import init_local_network
-
-
-def medledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
 
 
 def current_config(cluster: Cluster) -> NetworkConfig:

@@ -11,11 +11,9 @@ signature or link is forged.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -28,20 +26,10 @@ from protocol.block import Block, BlockHeader, BlockMetadata, make_header
 from protocol.codec import decode, encode
 from protocol.errors import ConfigError
 from storage.leveldb import LevelDBKV
+from tests.integration.cluster import medledger
 
 NODES = ["ministry", "northgate", "riverside", "stmarys", "westfield"]
 
-
-def medledger(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
