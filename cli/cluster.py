@@ -239,7 +239,11 @@ def submit(
     passphrase_env: str,
     as_json: bool,
 ) -> None:
-    """Sign a payload as an admin, submit it, and wait until it is in a committed block."""
+    """Sign a payload as an admin, submit it, and wait until it is in a committed block.
+
+    The payload is ordered and kept in the chain as it is; carrying no endorsements, it is
+    marked ENDORSEMENT_POLICY_FAILURE and writes no state (run contracts with `tx invoke`).
+    """
 
     from node.envelopes import opaque_envelope
     from protocol.codec import encode
@@ -269,5 +273,5 @@ def submit(
         dup = " (already committed before)" if result.get("duplicate") else ""
         click.echo(
             f"committed in block {result['block']} at index {result['index']}{dup}: "
-            f"tx {result['tx_id'][:16]} ({elapsed_ms:.1f} ms)"
+            f"tx {result['tx_id'][:16]} ({elapsed_ms:.1f} ms), {result['status']}"
         )

@@ -20,6 +20,7 @@ import click
 from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
 from cli.errors import fail, passphrase_from_env
+from cli.ledger import block_group, state_group
 from cli.membership import add_member, add_node_command, remove_member
 from cli.tx import tx_group
 from node.bootstrap import InitOptions, init_network
@@ -123,7 +124,17 @@ def network_init(profile: str, out: Path, force: bool, passphrase_env: str, as_j
         )
 
 
-for command in (chain, up, down, node_group, raft_group, submit, tx_group):
+for command in (
+    chain,
+    up,
+    down,
+    node_group,
+    raft_group,
+    submit,
+    tx_group,
+    block_group,
+    state_group,
+):
     cli.add_command(command)
 network.add_command(add_node_command)
 raft_group.add_command(add_member)

@@ -2,7 +2,9 @@
 
 ``tx query CONTRACT FUNCTION [ARG]...`` signs a proposal (as an organisation's admin),
 has one endorsing peer simulate it against its committed state and prints the answer;
-nothing is ordered or written. Arguments are passed as UTF-8 bytes.
+nothing is ordered or written. ``tx invoke`` has a peer's gateway collect a quorum of
+endorsements, signs the transaction, submits it and waits for its validation code in the
+committed block. Arguments are passed as UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from cli.cluster import (
     network_option,
     pick_node,
 )
-from cli.errors import fail
-from node.bootstrap import load_network, network_id_of
+from cli.errors import EXIT_CHECK_FAILED, fail
+from cli.ledger import client_for, party, when
+from identity.keys import SigningKey
+from node.bootstrap import NodeEntry, load_network, network_id_of
 from node.client import NodeClient, network_ssl_context
 from node.supervisor import api_url
 from protocol import limits
+from protocol.block import ValidationCode
 from protocol.codec import decode, encode
 from protocol.errors import MedledgerError
-from protocol.transaction import EndorseReply, Proposal, SignedProposal
+from protocol.transaction import EndorseReply, Envelope, Proposal, SignedProposal, Transaction
 
 
 @click.group("tx")
@@ -59,20 +64,9 @@ def query(
     """Evaluate CONTRACT FUNCTION ARGS on one peer without ordering it; exit 1 unless the
     contract answered 200."""
     try:
-        if node is None:
-            node = next((e.node_id for e in load_network(network) if e.role == "peer"), None)
-        target = pick_node(network, node)
+        target = _peer(network, node)
         key, cert = admin_identity(network, org, passphrase_env)
-        proposal = Proposal(
-            network_id=network_id_of(network),
-            contract=contract,
-            function=function,
-            args=tuple(a.encode("utf-8") for a in args),
-            creator=cert,
-            nonce=os.urandom(limits.NONCE_BYTES),
-            timestamp_ms=int(time.time() * 1000),
-        )
-        signed = SignedProposal(proposal=proposal, signature=key.sign(encode(proposal)))
+        signed = _signed_proposal(network, key, cert, contract, function, args)
         raw = NodeClient(api_url(target), network_ssl_context(network)).endorse(encode(signed))
         reply = decode(raw, EndorseReply)
     except MedledgerError as e:
@@ -97,6 +91,122 @@ def query(
         click.echo(f"{target.node_id}: {response.status} {response.message}", err=True)
     if response.status != 200:
         raise SystemExit(1)
+
+
+@tx_group.command("invoke")
+@network_option
+@click.argument("contract")
+@click.argument("function")
+@click.argument("args", nargs=-1)
+@admin_org_option
+@click.option("--node", default=None, help="Use this peer's gateway (default: the first peer).")
+@admin_passphrase_option
+@json_option
+def invoke(
+    network: Path,
+    contract: str,
+    function: str,
+    args: tuple[str, ...],
+    org: str | None,
+    node: str | None,
+    passphrase_env: str,
+    as_json: bool,
+) -> None:
+    """Endorse CONTRACT FUNCTION ARGS on a quorum of peers, order it and wait for its
+    validation; exit 1 unless it committed VALID."""
+    try:
+        target = _peer(network, node)
+        key, cert = admin_identity(network, org, passphrase_env)
+        signed = _signed_proposal(network, key, cert, contract, function, args)
+        client = NodeClient(api_url(target), network_ssl_context(network))
+        started = time.perf_counter()
+        transaction = decode(client.gateway_endorse(encode(signed)), Transaction)
+        envelope = Envelope(transaction=transaction, signature=key.sign(encode(transaction)))
+        result = client.submit(encode(envelope))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    except MedledgerError as e:
+        fail(str(e))
+    valid = result["code"] == ValidationCode.VALID
+    answer = _readable(transaction.response.result)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**result, "result": answer, "valid": valid, "latency_ms": round(elapsed_ms, 2)}
+            )
+        )
+    elif valid:
+        if answer:
+            click.echo(answer)
+        click.echo(
+            f"VALID in block {result['block']}: tx {result['tx_id']} ({elapsed_ms:.1f} ms)",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"{result['status']} in block {result['block']}: {result['reason']} "
+            f"(tx {result['tx_id']}); nothing was written",
+            err=True,
+        )
+    if not valid:
+        raise SystemExit(1)
+
+
+@tx_group.command("show")
+@network_option
+@click.argument("tx_id")
+@click.option("--node", default=None, help="Ask this node (default: the first).")
+@json_option
+def show(network: Path, tx_id: str, node: str | None, as_json: bool) -> None:
+    """Show where transaction TX_ID (hex) was committed, who made and endorsed it, and its
+    validation code; exit 1 if the node's chain does not hold it."""
+    try:
+        node_id, client = client_for(network, node)
+        info = client.tx_info(tx_id.lower())
+    except MedledgerError as e:
+        fail(str(e))
+    if info is None:
+        fail(f"{node_id} has no transaction {tx_id}", code=EXIT_CHECK_FAILED)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"tx {info['tx_id']}")
+    click.echo(f"  block       {info['block']} (index {info['index']})")
+    click.echo(f"  status      {info['status']}: {info['meaning']}")
+    click.echo(f"  created     {when(info['timestamp_ms'])} by {party(info['creator'])}")
+    if info["kind"] == "config":
+        click.echo(f"  call        configuration update #{info['sequence']}")
+        return
+    click.echo(f"  call        {info['contract']}.{info['function']} ({len(info['args'])} args)")
+    click.echo(f"  endorsed by {', '.join(info['endorsers']) or '-'}")
+    click.echo(f"  rw set      {info['reads']} reads, {info['writes']} writes")
+
+
+def _peer(network: Path, node: str | None) -> NodeEntry:
+    """The named node, or the network's first hospital peer."""
+    if node is None:
+        node = next((e.node_id for e in load_network(network) if e.role == "peer"), None)
+    return pick_node(network, node)
+
+
+def _signed_proposal(
+    network: Path,
+    key: SigningKey,
+    cert: bytes,
+    contract: str,
+    function: str,
+    args: tuple[str, ...],
+) -> SignedProposal:
+    """A proposal for CONTRACT FUNCTION ARGS on this network, signed with *key*."""
+    proposal = Proposal(
+        network_id=network_id_of(network),
+        contract=contract,
+        function=function,
+        args=tuple(a.encode("utf-8") for a in args),
+        creator=cert,
+        nonce=os.urandom(limits.NONCE_BYTES),
+        timestamp_ms=int(time.time() * 1000),
+    )
+    return SignedProposal(proposal=proposal, signature=key.sign(encode(proposal)))
 
 
 def _readable(result: bytes) -> str:

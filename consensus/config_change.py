@@ -29,7 +29,7 @@ def update_problem(
     at = _EPOCH + timedelta(milliseconds=update.timestamp_ms)  # the update's own time
     try:
         creator = trust.validate(update.creator, at=at, purpose=Purpose.SIGNING)
-        creator.public_key.verify(encode(update), envelope.signature)
+        trust.verify_signature(creator, encode(update), envelope.signature)
     except RemoteError as e:
         return f"creator: {e}"
     org = current.org(creator.org_id)

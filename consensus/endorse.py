@@ -137,7 +137,7 @@ def endorsement_problem(
                 identity = trust.validate(
                     endorsement.endorser, at=at, revoked=revoked, purpose=Purpose.SIGNING
                 )
-                identity.public_key.verify(signed, endorsement.signature)
+                trust.verify_signature(identity, signed, endorsement.signature)
             except RemoteError as e:
                 failure = f"endorsement by {member.node_id}: {e}"
         if failure is None:

@@ -128,7 +128,7 @@ def _envelope_problem(
         return ValidationCode.WRONG_NETWORK, "the proposal names another network"
     try:
         creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
-        creator.public_key.verify(encode(tx), envelope.signature)
+        trust.verify_signature(creator, encode(tx), envelope.signature)
     except RemoteError as e:
         return ValidationCode.BAD_CREATOR, f"creator: {e}"
     if tx_id in seen or tx_committed(tx_id):

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -233,6 +235,7 @@ class _OrgCA:
 # Leaves whose chain, signatures, usage and subject were verified, per purpose. A network
 # has a few thousand active identities at most; past that the least recently used go.
 VERIFIED_CACHE_MAX = 4_096
+SIGNATURE_MEMO_MAX = 65_536  # 32-byte digests: a few MiB
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,11 @@ class TrustStore:
         except PARSE_ERRORS as exc:
             raise CertificateError("a CA certificate has a malformed or unsupported field") from exc
         self._verified: OrderedDict[tuple[bytes, Purpose], _Verified] = OrderedDict()
+        # Digests of (key, data, signature) triples that verified: each signature is checked
+        # once per node (at ingress, at the gateway or in validation, whichever sees it first).
+        self._good_signatures: OrderedDict[bytes, None] = OrderedDict()
+        self._signatures_lock = threading.Lock()
+        self.signatures_verified = 0  # ECDSA verifications actually run (for metrics)
 
     def _load(self, root: x509.Certificate, org_cas: Iterable[x509.Certificate]) -> None:
         _check_ca_profile(root, "root CA", path_length_max=1)
@@ -340,6 +348,29 @@ class TrustStore:
         if len(self._verified) > VERIFIED_CACHE_MAX:
             self._verified.popitem(last=False)
         return identity
+
+    def verify_signature(self, identity: Identity, data: bytes, signature: bytes) -> None:
+        """Raise SignatureError unless *signature* by *identity* covers *data*.
+
+        A triple that verified before is not verified again (a bounded memo of digests);
+        a failure is never remembered, so it costs a verification every time.
+        """
+        if not isinstance(signature, bytes) or len(signature) > limits.SIGNATURE_BYTES_MAX:
+            identity.public_key.verify(data, signature)  # raises the precise SignatureError
+        der = identity.public_key.to_der()
+        digest = hashlib.sha256(
+            len(der).to_bytes(4, "big") + der + len(signature).to_bytes(4, "big") + signature + data
+        ).digest()
+        with self._signatures_lock:
+            if digest in self._good_signatures:
+                self._good_signatures.move_to_end(digest)
+                return
+            self.signatures_verified += 1
+        identity.public_key.verify(data, signature)
+        with self._signatures_lock:
+            self._good_signatures[digest] = None
+            if len(self._good_signatures) > SIGNATURE_MEMO_MAX:
+                self._good_signatures.popitem(last=False)
 
     def _validate(
         self,

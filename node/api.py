@@ -13,6 +13,8 @@ Routes::
     GET  /v1/chain                height and tip hash
     GET  /v1/config               the current network configuration (canonical bytes)
     GET  /v1/blocks/{number}      one block's canonical bytes
+    GET  /v1/tx/{tx_id}           where a transaction is and its validation code (JSON)
+    GET  /v1/state/{namespace}?key=HEX   one world-state entry and its version (JSON)
     GET  /metrics                 counters, Prometheus text format
 
 Bad input gets a 4xx with a one-line reason and never a payload echo; the node keeps
@@ -32,6 +34,7 @@ from aiohttp import web
 from node.gateway import Gateway, QuorumNotReached
 from node.logs import event
 from protocol import limits
+from protocol.block import ValidationCode, code_meaning, code_name
 from protocol.errors import LocalError, OversizeError, RemoteError
 
 log = logging.getLogger("medledger.api")
@@ -53,6 +56,8 @@ class Committed:
     block_number: int
     tx_index: int
     duplicate: bool  # it had been committed before this submission
+    code: int = ValidationCode.VALID  # its validation code in that block
+    reason: str = ""  # why it is invalid (empty when valid); ids and counts only
 
 
 class OrderingService(Protocol):
@@ -69,6 +74,10 @@ class OrderingService(Protocol):
     def chain_info(self) -> dict[str, Any]: ...
 
     def block_bytes(self, number: int) -> bytes | None: ...
+
+    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None: ...
+
+    def state_info(self, namespace: str, key: bytes) -> dict[str, Any] | None: ...
 
     def config_bytes(self) -> bytes: ...
 
@@ -121,6 +130,9 @@ async def submit(request: web.Request) -> web.Response:
             "block": result.block_number,
             "index": result.tx_index,
             "duplicate": result.duplicate,
+            "code": result.code,
+            "status": code_name(result.code),
+            "reason": result.reason or code_meaning(result.code),
         }
     )
 
@@ -181,6 +193,33 @@ async def block(request: web.Request) -> web.Response:
     return web.Response(body=raw, content_type="application/msgpack")
 
 
+async def tx_info(request: web.Request) -> web.Response:
+    try:
+        tx_id = bytes.fromhex(request.match_info["tx_id"])
+    except ValueError:
+        return _error(400, "tx_id must be hex")
+    if len(tx_id) != limits.HASH_BYTES:
+        return _error(400, f"tx_id must be {limits.HASH_BYTES} bytes of hex")
+    info = request.app[SERVICE_KEY].tx_info(tx_id)
+    if info is None:
+        return _error(404, "no such transaction in this node's chain")
+    return web.json_response(info)
+
+
+async def state_info(request: web.Request) -> web.Response:
+    namespace = request.match_info["namespace"]
+    try:
+        key = bytes.fromhex(request.query.get("key", ""))
+    except ValueError:
+        return _error(400, "key must be hex")
+    if not key or len(key) > limits.STATE_KEY_BYTES_MAX or len(namespace) > limits.ID_CHARS_MAX:
+        return _error(400, "a namespace and a key (1 to the key limit in bytes) are needed")
+    info = request.app[SERVICE_KEY].state_info(namespace, key)
+    if info is None:
+        return _error(404, "no such key")
+    return web.json_response(info)
+
+
 async def network_config(request: web.Request) -> web.Response:
     """The current network configuration's canonical bytes."""
     return web.Response(
@@ -212,4 +251,6 @@ def build_api_app(service: OrderingService, gateway: Gateway | None = None) -> w
     app.router.add_get("/v1/chain", chain_info)
     app.router.add_get("/v1/config", network_config)
     app.router.add_get("/v1/blocks/{number}", block)
+    app.router.add_get("/v1/tx/{tx_id}", tx_info)
+    app.router.add_get("/v1/state/{namespace}", state_info)
     return app

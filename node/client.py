@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -103,6 +104,22 @@ class NodeClient:
         """POST /v1/gateway/endorse; the prepared Transaction bytes."""
         raw: bytes = self._run("POST", "/v1/gateway/endorse", signed_proposal, raw=True)
         return raw
+
+    def tx_info(self, tx_id: str) -> dict[str, Any] | None:
+        """GET /v1/tx/{tx_id} (hex); None if the node has no such transaction."""
+        return self._get_or_none(f"/v1/tx/{tx_id}")
+
+    def state_info(self, namespace: str, key: bytes) -> dict[str, Any] | None:
+        """GET /v1/state/{namespace}?key=HEX; None if the key is absent."""
+        return self._get_or_none(f"/v1/state/{quote(namespace, safe='')}?key={key.hex()}")
+
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._run("GET", path)  # type: ignore[no-any-return]
+        except NodeRefused as e:
+            if e.status == 404:
+                return None
+            raise
 
     def raft_status(self) -> dict[str, Any]:
         return self._run("GET", "/v1/raft/status")  # type: ignore[no-any-return]

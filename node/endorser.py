@@ -65,7 +65,7 @@ def endorse(
     if proposal.network_id != network.network_id:
         raise FieldError("proposal", "network_id", "names another network")
     creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
-    creator.public_key.verify(encode(proposal), signed.signature)
+    trust.verify_signature(creator, encode(proposal), signed.signature)
     pin = next((c for c in network.contracts if c.name == proposal.contract), None)
     if pin is None:
         raise ProposalRefused(f"contract {proposal.contract!r} is not deployed on this network")

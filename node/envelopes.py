@@ -89,7 +89,7 @@ def authenticate_envelope(
     if proposal.network_id != network_id:
         raise FieldError("proposal", "network_id", "names another network")
     creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
-    creator.public_key.verify(encode(envelope.transaction), envelope.signature)
+    trust.verify_signature(creator, encode(envelope.transaction), envelope.signature)
     return creator
 
 

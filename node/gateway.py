@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 import aiohttp
 
 from consensus.endorse import Reply, endorsing_members, gather
-from identity.keys import VerifyingKey
 from identity.validate import Purpose, TrustStore
 from node.logs import event
 from node.metrics import Metrics
@@ -97,9 +96,7 @@ class Gateway:
                 f" no answer: {', '.join(outcome.missing) or 'none'}"
             )
         agreed = decoded[outcome.agreeing[0]].response
-        endorsements = tuple(
-            decoded[n].endorsements[0] for n in outcome.agreeing[: outcome.needed]
-        )
+        endorsements = tuple(decoded[n].endorsements[0] for n in outcome.agreeing[: outcome.needed])
         self.metrics.inc("gateway_endorsed")
         return encode(
             Transaction(proposal=signed.proposal, response=agreed, endorsements=endorsements)
@@ -128,11 +125,11 @@ class Gateway:
         if endorsement.endorser != member.node_cert:
             return False
         try:
-            identity = self._trust().validate(
+            trust = self._trust()
+            identity = trust.validate(
                 member.node_cert, at=datetime.now(UTC), purpose=Purpose.SIGNING
             )
-            key: VerifyingKey = identity.public_key
-            key.verify(encode(answer.response), endorsement.signature)
+            trust.verify_signature(identity, encode(answer.response), endorsement.signature)
         except RemoteError:
             return False
         return True

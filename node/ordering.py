@@ -21,7 +21,6 @@ log, so a client that retries after a timeout never gets its envelope ordered tw
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -30,9 +29,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chaincode.builtin import revoked_serials
 from chaincode.registry import ContractRegistry
-from consensus.config_change import update_problem
 from consensus.cutter import BlockCutter, CutPolicy
 from consensus.raft.core import RaftConfig, RaftNode, Ready, Role
 from consensus.raft.errors import RaftRefused
@@ -43,13 +40,14 @@ from node.api import Committed, NotLeaderError, SubmitTimeoutError
 from node.config import RaftTuning
 from node.endorser import ProposalRefused, endorse
 from node.envelopes import check_submission
-from node.genesis import config_writes
+from node.ledger_view import describe_tx, state_entry
 from node.logs import event
 from node.metrics import Metrics
+from node.validator import BlockValidator, ValidatedBlock
 from protocol import limits
-from protocol.block import Block, BlockMetadata, ValidationCode, decode_tx, make_header
+from protocol.block import Block, BlockMetadata, ValidationCode, code_name, decode_tx, make_header
 from protocol.codec import decode, encode
-from protocol.config import ConfigEnvelope, NetworkConfig
+from protocol.config import NetworkConfig
 from protocol.errors import RemoteError, check_invariant
 from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.raft import (
@@ -63,7 +61,7 @@ from protocol.raft import (
     RaftEntry,
     RaftSnapshot,
 )
-from protocol.transaction import EndorseReply, KVWrite, SignedProposal
+from protocol.transaction import EndorseReply, SignedProposal
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -118,17 +116,6 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _ValidatedBlock:
-    """A committed block with its validation codes set, ready to be written."""
-
-    block: Block
-    tx_ids: list[bytes]
-    writes: list[tuple[int, list[KVWrite]]]
-    config: NetworkConfig  # the network configuration once this block is applied
-    entry_index: int  # its Raft entry (0 for a block pulled during catch-up)
-
-
 class OrderingNode:
     """One member of the ordering service."""
 
@@ -156,6 +143,7 @@ class OrderingNode:
         self.cert_der = cert_der
         self.metrics = metrics
         self.contracts = contracts or ContractRegistry()
+        self.validator = BlockValidator(stores, trust)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.raft = RaftNode(
             RaftConfig(
@@ -214,7 +202,7 @@ class OrderingNode:
         tx_id = check_submission(raw, trust=self.trust, network=self.network, at=datetime.now(UTC))
         found = self.stores.blocks.locate_tx(tx_id)
         if found is not None:
-            return Committed(tx_id, found[0], found[1], duplicate=True)
+            return self._committed_before(tx_id, *found)
         waiter = self._waiters.get(tx_id)
         if waiter is None:
             if len(self._waiters) >= WAITERS_MAX:
@@ -243,6 +231,12 @@ class OrderingNode:
             raise SubmitTimeoutError(
                 f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
             ) from None
+
+    def _committed_before(self, tx_id: bytes, number: int, index: int) -> Committed:
+        block = self.stores.blocks.get(number)
+        codes = block.metadata.validation_codes if block is not None else b""
+        code = codes[index] if index < len(codes) else ValidationCode.NOT_VALIDATED
+        return Committed(tx_id, number, index, duplicate=True, code=code)
 
     def _enqueue(self, raw: bytes, tx_id: bytes) -> None:
         if tx_id in self._pending_ids:
@@ -396,7 +390,7 @@ class OrderingNode:
             self._on_committed(block)
         self.raft.advance(rd)
 
-    def _write_ready(self, rd: Ready, blocks: list[_ValidatedBlock]) -> None:
+    def _write_ready(self, rd: Ready, blocks: list[ValidatedBlock]) -> None:
         """One batch: *rd*'s hard state and entries, and the committed *blocks* with their
         writes; synced when Raft needs it or when it holds a block."""
         hard = rd.hard_state
@@ -405,14 +399,21 @@ class OrderingNode:
         raft_log = self.stores.raft_log
         sync = rd.must_sync or bool(blocks)
         self.metrics.inc("ordering_synced_writes" if sync else "ordering_unsynced_writes")
-        with self.stores.kv.batch(sync=sync) as batch:
-            last = raft_log.stage(
-                StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
-                [LogEntry(e.index, e.term, e.data) for e in rd.entries],
-                batch,
-            )
-            for v in blocks:
-                self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
+        try:
+            with self.stores.kv.batch(sync=sync) as batch:
+                last = raft_log.stage(
+                    StoredHardState(hard.term, hard.vote, hard.commit)
+                    if hard is not None
+                    else None,
+                    [LogEntry(e.index, e.term, e.data) for e in rd.entries],
+                    batch,
+                )
+                for v in blocks:
+                    self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
+        except BaseException:
+            self.validator.discard()
+            raise
+        self.validator.written()
         raft_log.note_saved(last)
         for v in blocks:
             self.stores.blocks.note_committed(v.block)
@@ -577,10 +578,10 @@ class OrderingNode:
 
     # === applying ==============================================================================
 
-    def _validate_committed(self, entries: tuple[RaftEntry, ...]) -> list[_ValidatedBlock]:
+    def _validate_committed(self, entries: tuple[RaftEntry, ...]) -> list[ValidatedBlock]:
         """The blocks of committed *entries* not yet in the chain, validated in order (each
         against the configuration the ones before it leave)."""
-        out: list[_ValidatedBlock] = []
+        out: list[ValidatedBlock] = []
         config = self.network
         for entry in entries:
             if entry.kind != ENTRY_NORMAL:
@@ -595,44 +596,12 @@ class OrderingNode:
                 block.number == next_number,
                 f"committed block {block.number} but the chain is at {next_number}",
             )
-            validated = self._validate(block, config, entry.index)
+            validated = self.validator.validate(block, config, entry.index)
             config = validated.config
             out.append(validated)
         return out
 
-    def _validate(self, block: Block, config: NetworkConfig, entry_index: int) -> _ValidatedBlock:
-        """Validate *block*'s transactions against *config*: codes, tx ids, the writes of the
-        valid ones and the configuration after it. Codes are always recomputed, never
-        trusted (blocks pulled during catch-up come here too)."""
-        codes = []
-        tx_ids = []
-        writes = []
-        for index, raw in enumerate(block.transactions):
-            tx = decode_tx(raw)
-            tx_ids.append(tx.tx_id)
-            if isinstance(tx, ConfigEnvelope):
-                problem = update_problem(config, tx, self.trust)
-                if problem is None:
-                    config = tx.update.config
-                    writes.append((index, config_writes(config)))
-                    codes.append(ValidationCode.VALID)
-                else:
-                    event(
-                        log, logging.WARNING, "config.rejected", block=block.number, reason=problem
-                    )
-                    codes.append(ValidationCode.BAD_CONFIG_UPDATE)
-            else:
-                codes.append(ValidationCode.VALID)
-        metadata = dataclasses.replace(block.metadata, validation_codes=bytes(codes))
-        return _ValidatedBlock(
-            block=dataclasses.replace(block, metadata=metadata),
-            tx_ids=tx_ids,
-            writes=writes,
-            config=config,
-            entry_index=entry_index,
-        )
-
-    def _on_committed(self, validated: _ValidatedBlock) -> None:
+    def _on_committed(self, validated: ValidatedBlock) -> None:
         """After *validated*'s batch committed: follow its configuration, answer its clients."""
         block = validated.block
         if validated.entry_index:
@@ -640,18 +609,45 @@ class OrderingNode:
         if validated.config is not self.network:
             self._follow_config(validated.config)
         self.metrics.inc("ordering_blocks_committed")
+        codes = validated.codes
+        for index, code in enumerate(codes):
+            if code == ValidationCode.VALID:
+                continue
+            self.metrics.inc(f"validation_invalid_{code_name(code).lower()}")
+            if code == ValidationCode.BAD_CONFIG_UPDATE:
+                event(
+                    log,
+                    logging.WARNING,
+                    "config.rejected",
+                    block=block.number,
+                    reason=validated.reasons[index],
+                )
         for index, tx_id in enumerate(validated.tx_ids):
             self._pending_ids.discard(tx_id)
             self._forwarded.pop(tx_id, None)
             waiter = self._waiters.pop(tx_id, None)
             if waiter is not None and not waiter.done():
-                waiter.set_result(Committed(tx_id, block.number, index, duplicate=False))
+                waiter.set_result(
+                    Committed(
+                        tx_id,
+                        block.number,
+                        index,
+                        duplicate=False,
+                        code=codes[index],
+                        reason=validated.reasons[index],
+                    )
+                )
 
     def commit_validated(self, block: Block) -> list[bytes]:
         """Validate *block* (pulled during catch-up) and commit it in its own synced batch,
         then follow any configuration change it made. Returns the tx ids."""
-        validated = self._validate(block, self.network, entry_index=0)
-        self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
+        validated = self.validator.validate(block, self.network)
+        try:
+            self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
+        except BaseException:
+            self.validator.discard()
+            raise
+        self.validator.written()
         if validated.config is not self.network:
             self._follow_config(validated.config)
         return validated.tx_ids
@@ -744,6 +740,16 @@ class OrderingNode:
     def block_bytes(self, number: int) -> bytes | None:
         return self.stores.blocks.get_raw(number)
 
+    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+        """Where *tx_id* is in this node's chain, with its validation code; None if absent."""
+        found = self.stores.blocks.locate_tx(tx_id)
+        block = None if found is None else self.stores.blocks.get(found[0])
+        return None if block is None else describe_tx(block, found[1])  # type: ignore[index]
+
+    def state_info(self, namespace: str, key: bytes) -> dict[str, Any] | None:
+        """One committed world-state entry; None if absent."""
+        return state_entry(self.stores.state, namespace, key)
+
     def endorse(self, raw: bytes) -> bytes:
         """Endorse a client's signed proposal (msgpack SignedProposal) against this node's
         committed state; the canonical EndorseReply bytes (RemoteError if refused)."""
@@ -761,7 +767,7 @@ class OrderingNode:
             key=self.key,
             cert_der=self.cert_der,
             at=datetime.now(UTC),
-            revoked=revoked_serials(state),
+            revoked=self.validator.revoked,
         )
         self.metrics.inc("endorser_proposals")
         endorsements = () if outcome.endorsement is None else (outcome.endorsement,)
@@ -778,4 +784,4 @@ class OrderingNode:
         }
 
     def metrics_snapshot(self) -> dict[str, int]:
-        return self.metrics.snapshot()
+        return {**self.metrics.snapshot(), "signatures_verified": self.trust.signatures_verified}

@@ -321,9 +321,7 @@ class Transport:
         if dropped:
             self.metrics.inc("p2p_out_dropped_queue_full", dropped)
 
-    def _write_now(
-        self, peer: _Peer, ws: aiohttp.ClientWebSocketResponse, frame: bytes
-    ) -> None:
+    def _write_now(self, peer: _Peer, ws: aiohttp.ClientWebSocketResponse, frame: bytes) -> None:
         """Write *frame* on the idle stream now instead of one event-loop pass later.
 
         Under load that pass is several milliseconds of other work, paid on every Raft hop.

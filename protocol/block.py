@@ -33,6 +33,38 @@ class ValidationCode:
     NOT_VALIDATED = 255
 
 
+_CODE_NAMES = {
+    value: name
+    for name, value in vars(ValidationCode).items()
+    if name.isupper() and isinstance(value, int)
+}
+_CODE_MEANINGS = {
+    ValidationCode.VALID: "valid: its writes are in the world state",
+    ValidationCode.BAD_CONFIG_UPDATE: (
+        "a configuration update that does not follow from the current one"
+    ),
+    ValidationCode.BAD_CREATOR: (
+        "the creator's certificate is invalid, expired or revoked, or its signature is bad"
+    ),
+    ValidationCode.WRONG_NETWORK: "the proposal names another network",
+    ValidationCode.ENDORSEMENT_POLICY_FAILURE: "too few valid endorsements of its response",
+    ValidationCode.DUPLICATE_TXID: "its tx_id was already used",
+    ValidationCode.MVCC_READ_CONFLICT: "a key it read changed before it committed; run it again",
+    ValidationCode.BAD_RWSET: "it reads or writes outside its contract's namespace",
+    ValidationCode.NOT_VALIDATED: "not validated",
+}
+
+
+def code_name(code: int) -> str:
+    """The name of a validation code (``VALID``, ``MVCC_READ_CONFLICT``, ...)."""
+    return _CODE_NAMES.get(code, f"UNKNOWN_{code}")
+
+
+def code_meaning(code: int) -> str:
+    """What a validation code means, in a phrase."""
+    return _CODE_MEANINGS.get(code, "an unknown validation code")
+
+
 @message("block_header")
 class BlockHeader:
     """What the cutting node signs and the next block's previous_hash commits to."""

@@ -45,6 +45,7 @@ def medledger(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         env={**os.environ, **(env or {})},
     )
 
+
 NETWORK_ID = "medledger-local"
 
 

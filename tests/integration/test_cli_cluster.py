@@ -1,5 +1,6 @@
-"""The operator's commands end to end: `up --detach`, `raft status`, `submit`, `chain verify
---node`, `down`, run as real `medledger` processes against a real network.
+"""The operator's commands end to end: `up --detach`, `raft status`, `submit`, `tx query`,
+`tx invoke`, `tx show`, `block show`, `state get`, `chain verify --node`, `down`, run as
+real `medledger` processes against a real network.
 
 `up` initialises a missing network, starts five node processes and returns once a leader is
 elected; `submit` signs a payload as an org admin and returns the committed block; an
@@ -9,6 +10,7 @@ exactly the processes `up` started.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from collections.abc import Iterator
@@ -51,7 +53,7 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "error:" in missing.stderr
 
     # A query is simulated by one endorsing peer against its committed LevelDB state and
-    # signed by it, and nothing is ordered (the chain stays at 2 blocks, checked below).
+    # signed by it, and nothing is ordered.
     query = medledger("tx", "query", "--network", str(network), "registry", "revoked", "--json")
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout) == {
@@ -68,6 +70,33 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     )
     assert orderer.returncode == 2 and "ministry is not an endorser" in orderer.stderr
 
+    # invoke: a quorum endorses, the block commits, and the write is in every peer's state.
+    secret_hash = hashlib.sha256(b"secret").hexdigest()
+    net = ["--network", str(network)]
+    invoke = medledger(
+        "tx", "invoke", *net, "registry", "register", "dr.ada", "doctor", secret_hash, "--json"
+    )
+    assert invoke.returncode == 0, invoke.stderr
+    invoked = json.loads(invoke.stdout)
+    assert (invoked["status"], invoked["block"], invoked["valid"]) == ("VALID", 2, True)
+    assert json.loads(invoked["result"])["subject_id"] == "dr.ada"
+    again = medledger("tx", "invoke", *net, "registry", "register", "dr.ada", "nurse", secret_hash)
+    assert again.returncode == 2 and "already registered" in again.stderr
+    shown = medledger("tx", "show", *net, "--node", "westfield", invoked["tx_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "VALID" in shown.stdout and "registry.register (3 args)" in shown.stdout
+    assert "dr.ada" not in shown.stdout  # arguments are shown as sizes only
+    missing_tx = medledger("tx", "show", *net, "00" * 32)
+    assert missing_tx.returncode == 1 and "no transaction" in missing_tx.stderr
+    block = medledger("block", "show", *net, "--node", "ministry", "1")
+    assert block.returncode == 0, block.stderr
+    assert "ENDORSEMENT_POLICY_FAILURE" in block.stdout and "_opaque.submit" in block.stdout
+    state = medledger("state", "get", *net, "--node", "stmarys", "registry", "id/dr.ada")
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["role"] == "doctor" and "block 2, tx 0" in state.stderr
+    absent = medledger("state", "get", *net, "registry", "id/dr.nobody")
+    assert absent.returncode == 1 and "no key" in absent.stderr
+
     leader = next(m for m in members if m["role"] == "leader")["node"]
     port = next(
         n["api_port"]
@@ -78,7 +107,7 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
         "chain", "verify", "--network", str(network), "--node", f"https://127.0.0.1:{port}"
     )
     assert remote.returncode == 0, remote.stdout + remote.stderr
-    assert "2 block(s) verified" in remote.stdout
+    assert "3 block(s) verified" in remote.stdout
 
     table = medledger("raft", "status", "--network", str(network))
     assert "leader" in table.stdout and "COMMIT" in table.stdout
@@ -88,7 +117,7 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     assert running_nodes(network) == []
     verify = medledger("chain", "verify", "--network", str(network))
     assert verify.returncode == 0, verify.stdout
-    assert verify.stdout.count("2 block(s) verified") == 5
+    assert verify.stdout.count("3 block(s) verified") == 5
 
 
 def test_up_refuses_a_network_already_running(network: Path) -> None:

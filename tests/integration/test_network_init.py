@@ -31,7 +31,6 @@ from tests.integration.cluster import medledger
 NODES = ["ministry", "northgate", "riverside", "stmarys", "westfield"]
 
 
-
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("net") / "local"

@@ -105,6 +105,7 @@ def test_bad_envelopes_get_clear_errors_and_the_node_keeps_serving(
             client.submit(body)
         assert refused.value.status == status, name
         assert words in refused.value.reason, (name, refused.value.reason)
+
     def proposal(signer=key, signer_cert=cert, network_id=NETWORK_ID, arg=b"x"):
         p = Proposal(
             network_id=network_id,

@@ -253,9 +253,7 @@ def blocks(draw: st.DrawFn, max_txs: int = 3) -> Block:
 
 
 chain_points = st.builds(ChainPoint, height=st.integers(1, UINT64_MAX), tip=hashes)
-block_batches = st.builds(
-    BlockBatch, start=st.integers(0, UINT64_MAX), blocks=_tuples(short_bytes)
-)
+block_batches = st.builds(BlockBatch, start=st.integers(0, UINT64_MAX), blocks=_tuples(short_bytes))
 forward_envelopes = st.builds(
     ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
 )

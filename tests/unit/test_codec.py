@@ -53,6 +53,7 @@ from tests.unit.strategies import STRATEGIES, messages, strategy_for
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MORE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
 def product_kinds() -> dict[str, type]:
     """Registered kinds defined by the product (tests may register kinds of their own)."""
     return {tag: cls for tag, cls in kinds().items() if cls.__module__.startswith("protocol.")}

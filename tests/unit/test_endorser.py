@@ -91,8 +91,7 @@ def test_a_lying_endorser_is_outvoted_and_named(world: World) -> None:
     outcomes = {node: run(world, sp, node) for node in HOSPITALS}
     lie = dataclasses.replace(outcomes["riverside"].response, result=b"999")
     replies = [
-        Reply(n, encode(lie if n == "riverside" else o.response), True)
-        for n, o in outcomes.items()
+        Reply(n, encode(lie if n == "riverside" else o.response), True) for n, o in outcomes.items()
     ]
     verdict = gather(replies, HOSPITALS)
     assert verdict.reached and verdict.diverging == ("riverside",)

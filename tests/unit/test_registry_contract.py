@@ -84,9 +84,7 @@ def test_registration_refusals(ledger: Ledger) -> None:
     assert "subject id" in ledger.refused(ADMIN, "register", b"Jane Doe", b"doctor", digest)
     assert "64 lowercase hex" in ledger.refused(ADMIN, "register", b"x", b"doctor", b"abc")
     register_doctor(ledger)
-    assert "already registered" in ledger.refused(
-        ADMIN, "register", b"dr.7f3a", b"doctor", digest
-    )
+    assert "already registered" in ledger.refused(ADMIN, "register", b"dr.7f3a", b"doctor", digest)
 
 
 def test_enrolment_needs_the_secret_and_happens_once(ledger: Ledger) -> None:
@@ -103,17 +101,13 @@ def test_only_the_enrolled_certificate_sets_its_key(ledger: Ledger) -> None:
     assert "only the enrolled certificate" in ledger.refused(DOCTOR, "set_encryption_key", b"k")
     ledger.commit(DOCTOR, "enroll", SECRET)
     old_cert = Creator("northgate", "doctor", "dr.7f3a", 41, b"c")
-    assert "only the enrolled certificate" in ledger.refused(
-        old_cert, "set_encryption_key", b"k"
-    )
+    assert "only the enrolled certificate" in ledger.refused(old_cert, "set_encryption_key", b"k")
 
 
 def test_revocation_is_for_the_same_organisation_or_the_ministry(ledger: Ledger) -> None:
     register_doctor(ledger)
     ledger.commit(DOCTOR, "enroll", SECRET)
-    assert "same organisation or the ministry" in ledger.refused(
-        OTHER_ADMIN, "revoke", b"dr.7f3a"
-    )
+    assert "same organisation or the ministry" in ledger.refused(OTHER_ADMIN, "revoke", b"dr.7f3a")
     assert "same organisation or the ministry" in ledger.refused(DOCTOR, "revoke", b"dr.7f3a")
     ledger.commit(ADMIN, "revoke", b"dr.7f3a")
     assert "already revoked" in ledger.refused(ADMIN, "revoke", b"dr.7f3a")

@@ -1,0 +1,100 @@
+"""What the ledger inspection commands show: blocks, transactions and state entries as JSON.
+
+Shared by the node's API (``/v1/tx``, ``/v1/state``) and the CLI (``block show`` decodes
+the block bytes it fetched). A transaction is described by who created and endorsed it
+(organisation, role and pseudonymous subject id from the certificates), what it called and
+its validation code; never by its arguments, result or written values (counts and sizes
+only). A state entry is shown with its value: that is what ``state get`` asks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from identity.certs import cert_from_der
+from identity.validate import subject_fields
+from protocol.block import Block, code_meaning, code_name, decode_tx
+from protocol.config import ConfigEnvelope
+from protocol.errors import RemoteError
+from storage.state import WorldState
+
+
+def who(cert_der: bytes) -> dict[str, str]:
+    """The organisation, role and subject id a certificate names (read, not validated)."""
+    try:
+        fields = subject_fields(cert_from_der(cert_der))
+    except RemoteError:
+        return {"org": "?", "role": "?", "subject": "?"}
+    return {"org": fields.org_id, "role": fields.role, "subject": fields.subject_id}
+
+
+def describe_tx(block: Block, index: int) -> dict[str, Any]:
+    """Transaction *index* of *block*, with its validation code."""
+    tx = decode_tx(block.transactions[index])
+    codes = block.metadata.validation_codes
+    code = codes[index] if index < len(codes) else 255
+    out: dict[str, Any] = {
+        "tx_id": tx.tx_id.hex(),
+        "block": block.number,
+        "index": index,
+        "code": code,
+        "status": code_name(code),
+        "meaning": code_meaning(code),
+    }
+    if isinstance(tx, ConfigEnvelope):
+        update = tx.update
+        out.update(
+            kind="config",
+            creator=who(update.creator),
+            timestamp_ms=update.timestamp_ms,
+            sequence=update.config.sequence,
+        )
+        return out
+    transaction = tx.transaction
+    proposal = transaction.proposal
+    rw_set = transaction.response.rw_set
+    out.update(
+        kind="invoke",
+        contract=proposal.contract,
+        function=proposal.function,
+        args=[len(a) for a in proposal.args],  # sizes only
+        creator=who(proposal.creator),
+        timestamp_ms=proposal.timestamp_ms,
+        endorsers=[who(e.endorser)["subject"] for e in transaction.endorsements],
+        response_status=transaction.response.status,
+        reads=len(rw_set.reads),
+        writes=len(rw_set.writes),
+    )
+    return out
+
+
+def describe_block(block: Block) -> dict[str, Any]:
+    """A block's header, signer and transactions."""
+    header = block.header
+    return {
+        "number": header.number,
+        "hash": block.hash().hex(),
+        "previous_hash": header.previous_hash.hex(),
+        "data_hash": header.data_hash.hex(),
+        "timestamp_ms": header.timestamp_ms,
+        "signer": who(block.metadata.signer),
+        "transactions": [describe_tx(block, i) for i in range(len(block.transactions))],
+    }
+
+
+def state_entry(state: WorldState, namespace: str, key: bytes) -> dict[str, Any] | None:
+    """One world-state entry with the version that wrote it; None if absent."""
+    found = state.get(namespace, key)
+    if found is None:
+        return None
+    value, version = found
+    out: dict[str, Any] = {
+        "namespace": namespace,
+        "key": key.decode("utf-8", "replace"),
+        "version": {"block": version.block, "tx": version.tx},
+        "value_hex": value.hex(),
+    }
+    with contextlib.suppress(UnicodeDecodeError):
+        out["value"] = value.decode("utf-8")
+    return out

@@ -1,0 +1,137 @@
+"""Validating committed blocks on one peer, in block order, against its own stores.
+
+The rules are :func:`consensus.validation.validate_block`'s; this adapter feeds them this
+node's committed state. The ordering service validates every block of a Ready before it
+writes them all in one synced batch, so a block must see the blocks validated before it in
+that batch as if they were already committed: :class:`BlockValidator` keeps their writes,
+tx ids and revocations in an overlay until :meth:`BlockValidator.written` says the batch is
+on disk.
+
+It also keeps the revocation list (the registry contract's ``revoked/`` keys) in memory,
+read once at start and updated from the writes of each valid block, so neither validation
+nor endorsement reads it from LevelDB per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from chaincode.builtin import revoked_serials
+from chaincode.contracts.registry import REVOKED, Registry
+from consensus.validation import validate_block
+from identity.validate import TrustStore
+from node.genesis import config_writes
+from protocol.block import Block, decode_tx
+from protocol.config import NetworkConfig
+from protocol.transaction import KVWrite
+from storage.ledger import Stores
+
+_NOT_PENDING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedBlock:
+    """A committed block with its validation codes set, ready to be written."""
+
+    block: Block
+    tx_ids: list[bytes]
+    writes: list[tuple[int, list[KVWrite]]]  # (tx index, writes) of the valid transactions
+    reasons: tuple[str, ...]  # per transaction, "" when valid
+    config: NetworkConfig  # the network configuration once this block is applied
+    entry_index: int  # its Raft entry (0 for a block pulled during catch-up)
+
+    @property
+    def codes(self) -> bytes:
+        return self.block.metadata.validation_codes
+
+
+class BlockValidator:
+    """Validates this node's blocks against its stores plus the not-yet-written overlay."""
+
+    def __init__(self, stores: Stores, trust: TrustStore) -> None:
+        self.stores = stores
+        self.trust = trust
+        self._versions: dict[tuple[str, bytes], tuple[int, int] | None] = {}
+        self._tx_ids: set[bytes] = set()
+        self._revoked = revoked_serials(stores.state)
+
+    @property
+    def revoked(self) -> frozenset[int]:
+        """The revoked certificate serials, including blocks validated but not yet written."""
+        return self._revoked
+
+    def validate(self, block: Block, config: NetworkConfig, entry_index: int = 0) -> ValidatedBlock:
+        """Validate *block* under *config* (the configuration the blocks before it leave).
+
+        Codes are always recomputed, never trusted: blocks pulled during catch-up come
+        here too. The block's writes join the overlay until :meth:`written`.
+        """
+        txs = [decode_tx(raw) for raw in block.transactions]
+        verdict = validate_block(
+            txs,
+            block_time_ms=block.header.timestamp_ms,
+            config=config,
+            trust=self.trust,
+            committed_version=self._version,
+            tx_committed=self._tx_committed,
+            revoked=self._revoked,
+            config_writes=config_writes,
+        )
+        writes = [(index, list(tx_writes)) for index, tx_writes in verdict.writes]
+        self._note(block.number, writes, verdict.tx_ids)
+        metadata = dataclasses.replace(block.metadata, validation_codes=bytes(verdict.codes))
+        return ValidatedBlock(
+            block=dataclasses.replace(block, metadata=metadata),
+            tx_ids=list(verdict.tx_ids),
+            writes=writes,
+            reasons=verdict.reasons,
+            config=verdict.config,
+            entry_index=entry_index,
+        )
+
+    def written(self) -> None:
+        """The validated blocks are in the stores now: drop the overlay."""
+        self._versions.clear()
+        self._tx_ids.clear()
+
+    def discard(self) -> None:
+        """The validated blocks were not written: forget them (and their revocations)."""
+        self.written()
+        self._revoked = revoked_serials(self.stores.state)
+
+    def _version(self, namespace: str, key: bytes) -> tuple[int, int] | None:
+        pending = self._versions.get((namespace, key), _NOT_PENDING)
+        if pending is not _NOT_PENDING:
+            return pending  # type: ignore[return-value]
+        found = self.stores.state.get(namespace, key)
+        return None if found is None else (found[1].block, found[1].tx)
+
+    def _tx_committed(self, tx_id: bytes) -> bool:
+        return tx_id in self._tx_ids or self.stores.blocks.locate_tx(tx_id) is not None
+
+    def _note(
+        self,
+        number: int,
+        writes: Sequence[tuple[int, Sequence[KVWrite]]],
+        tx_ids: Sequence[bytes],
+    ) -> None:
+        self._tx_ids.update(tx_ids)
+        revoked = set(self._revoked)
+        for index, tx_writes in writes:
+            for write in tx_writes:
+                self._versions[(write.namespace, write.key)] = (
+                    None if write.is_delete else (number, index)
+                )
+                digits = write.key[len(REVOKED) :]
+                if write.namespace == Registry.name and write.key.startswith(REVOKED):
+                    if not digits.isdigit():
+                        continue  # not a key the registry contract writes
+                    serial = int(digits)
+                    if write.is_delete:
+                        revoked.discard(serial)
+                    else:
+                        revoked.add(serial)
+        if revoked != self._revoked:
+            self._revoked = frozenset(revoked)

@@ -1,0 +1,127 @@
+"""Execute, order, validate with real processes: five nodes over mutual TLS on 127.0.0.1.
+
+A registry write endorsed by a quorum through a gateway commits VALID and its write reaches
+the world state of every peer; a transaction whose read went stale (MVCC), one carrying a
+forged endorsement and an opaque envelope without endorsements are ordered but marked
+invalid, with the same code in every node's chain, and write nothing; resubmitting an
+envelope returns where and how it committed the first time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+
+import pytest
+
+from node.client import NodeRefused
+from node.envelopes import opaque_envelope
+from protocol import limits
+from protocol.block import Block, ValidationCode
+from protocol.codec import decode, encode
+from protocol.transaction import Envelope, Proposal, SignedProposal, Transaction
+from tests.integration.cluster import NETWORK_ID, Cluster
+
+SECRET_HASH = hashlib.sha256(b"one-time secret").hexdigest().encode()
+
+
+def _signed(cluster: Cluster, function: str, *args: bytes) -> bytes:
+    key, cert = cluster.admin()
+    proposal = Proposal(
+        network_id=NETWORK_ID,
+        contract="registry",
+        function=function,
+        args=args,
+        creator=cert,
+        nonce=os.urandom(limits.NONCE_BYTES),
+        timestamp_ms=int(time.time() * 1000),
+    )
+    return encode(SignedProposal(proposal=proposal, signature=key.sign(encode(proposal))))
+
+
+def _envelope(cluster: Cluster, transaction: Transaction) -> bytes:
+    key, _ = cluster.admin()
+    return encode(Envelope(transaction=transaction, signature=key.sign(encode(transaction))))
+
+
+def _endorsed(cluster: Cluster, function: str, *args: bytes) -> Transaction:
+    raw = cluster.client("northgate").gateway_endorse(_signed(cluster, function, *args))
+    return decode(raw, Transaction)
+
+
+def test_a_registry_write_commits_on_every_peer_and_bad_ones_are_invalid_everywhere(
+    cluster: Cluster,
+) -> None:
+    nodes = sorted(cluster.nodes)
+    register = _endorsed(cluster, "register", b"dr.ada", b"doctor", SECRET_HASH)
+    # Endorsed against the same state before the first commits: its read of id/dr.ada
+    # (absent) will be stale by the time it is validated.
+    stale = _endorsed(cluster, "register", b"dr.ada", b"nurse", SECRET_HASH)
+
+    done = cluster.client("riverside").submit(_envelope(cluster, register))
+    assert (done["code"], done["status"], done["reason"]) == (
+        ValidationCode.VALID,
+        "VALID",
+        "valid: its writes are in the world state",
+    )
+    for node in nodes:  # the orderer keeps the world state too
+        entry = cluster.client(node).state_info("registry", b"id/dr.ada")
+        assert entry is not None and '"role":"doctor"' in entry["value"], node
+        assert entry["version"] == {"block": done["block"], "tx": done["index"]}
+
+    conflict = cluster.client("stmarys").submit(_envelope(cluster, stale))
+    assert conflict["status"] == "MVCC_READ_CONFLICT"
+    assert conflict["reason"] == "a key it read has changed since"
+
+    forged_endorsement = dataclasses.replace(
+        register.endorsements[0], signature=register.endorsements[1].signature
+    )
+    fresh = _endorsed(cluster, "register", b"dr.bob", b"doctor", SECRET_HASH)
+    forged = dataclasses.replace(fresh, endorsements=(forged_endorsement, *fresh.endorsements[1:]))
+    refused = cluster.client("westfield").submit(_envelope(cluster, forged))
+    assert refused["status"] == "ENDORSEMENT_POLICY_FAILURE"
+    assert refused["reason"].startswith("2 valid endorsements of the 3 needed")
+
+    key, cert = cluster.admin()
+    opaque = opaque_envelope(
+        b"x", network_id=NETWORK_ID, key=key, cert_der=cert, timestamp_ms=int(time.time() * 1000)
+    )
+    unendorsed = cluster.client("ministry").submit(encode(opaque))
+    assert unendorsed["status"] == "ENDORSEMENT_POLICY_FAILURE"
+
+    again = cluster.client("northgate").submit(_envelope(cluster, register))
+    assert again["duplicate"] and again["block"] == done["block"]
+    assert again["status"] == "VALID"
+
+    # Every peer holds the same blocks, codes included, and nothing invalid was written.
+    outcomes = [done, conflict, refused, unendorsed]
+    for node in nodes:
+        client = cluster.client(node)
+        deadline = time.monotonic() + 10
+        while client.chain_info()["height"] <= max(o["block"] for o in outcomes):
+            assert time.monotonic() < deadline, f"{node} did not catch up"
+            time.sleep(0.05)
+        for outcome in outcomes:
+            info = client.tx_info(outcome["tx_id"])
+            assert info is not None and info["status"] == outcome["status"], node
+        assert client.state_info("registry", b"id/dr.bob") is None
+        entry = client.state_info("registry", b"id/dr.ada")
+        assert entry is not None and '"role":"doctor"' in entry["value"]
+    for outcome in outcomes:
+        blocks = {cluster.client(n).block_bytes(outcome["block"]) for n in nodes}
+        assert len(blocks) == 1
+        block = decode(blocks.pop() or b"", Block)
+        assert block.metadata.validation_codes[outcome["index"]] == outcome["code"]
+
+
+def test_a_proposal_every_endorser_refuses_is_never_ordered(cluster: Cluster) -> None:
+    height = cluster.client("northgate").chain_info()["height"]
+    with pytest.raises(NodeRefused) as refused:
+        _endorsed(cluster, "register", b"Not A Pseudonym", b"doctor", SECRET_HASH)
+    assert refused.value.status == 409
+    assert "subject id must be" in refused.value.reason
+    assert cluster.client("northgate").chain_info()["height"] == height
+    metrics = cluster.client("northgate").request_text("/metrics")
+    assert "medledger_validation_invalid" not in metrics
