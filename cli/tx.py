@@ -13,6 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,9 +25,11 @@ from cli.cluster import (
     network_option,
     pick_node,
 )
-from cli.errors import EXIT_CHECK_FAILED, fail
+from cli.errors import EXIT_CHECK_FAILED, fail, passphrase_from_env
 from cli.ledger import client_for, party, when
+from identity.certs import cert_to_der
 from identity.keys import SigningKey
+from identity.keystore import read_cert, read_signing_key
 from node.bootstrap import NodeEntry, load_network, network_id_of
 from node.client import NodeClient, network_ssl_context
 from node.supervisor import api_url
@@ -34,7 +37,32 @@ from protocol import limits
 from protocol.block import ValidationCode
 from protocol.codec import decode, encode
 from protocol.errors import MedledgerError
-from protocol.transaction import EndorseReply, Envelope, Proposal, SignedProposal, Transaction
+from protocol.transaction import (
+    EndorseReply,
+    Envelope,
+    Proposal,
+    ProposalResponse,
+    SignedProposal,
+    Transaction,
+)
+
+identity_option = click.option(
+    "--identity",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Sign as the person enrolled in this directory (`identity enroll --out`).",
+)
+
+
+def signer(
+    network: Path, org: str | None, identity: Path | None, passphrase_env: str
+) -> tuple[SigningKey, bytes]:
+    """The key and certificate a command signs with: an enrolled person's, or an admin's."""
+    if identity is None:
+        key, cert = admin_identity(network, org, passphrase_env)
+        return key, cert
+    key = read_signing_key(identity / "signing.key", passphrase_from_env(passphrase_env))
+    return key, cert_to_der(read_cert(identity / "cert.pem"))
 
 
 @click.group("tx")
@@ -48,6 +76,7 @@ def tx_group() -> None:
 @click.argument("function")
 @click.argument("args", nargs=-1)
 @admin_org_option
+@identity_option
 @click.option("--node", default=None, help="Ask this endorsing peer (default: the first).")
 @admin_passphrase_option
 @json_option
@@ -57,6 +86,7 @@ def query(
     function: str,
     args: tuple[str, ...],
     org: str | None,
+    identity: Path | None,
     node: str | None,
     passphrase_env: str,
     as_json: bool,
@@ -64,15 +94,14 @@ def query(
     """Evaluate CONTRACT FUNCTION ARGS on one peer without ordering it; exit 1 unless the
     contract answered 200."""
     try:
-        target = _peer(network, node)
-        key, cert = admin_identity(network, org, passphrase_env)
-        signed = _signed_proposal(network, key, cert, contract, function, args)
-        raw = NodeClient(api_url(target), network_ssl_context(network)).endorse(encode(signed))
-        reply = decode(raw, EndorseReply)
+        target = peer_node(network, node)
+        key, cert = signer(network, org, identity, passphrase_env)
+        client = NodeClient(api_url(target), network_ssl_context(network))
+        reply = evaluate_reply(client, network, key, cert, contract, function, _utf8(args))
     except MedledgerError as e:
         fail(str(e))
     response = reply.response
-    result = _readable(response.result)
+    result = readable(response.result)
     if as_json:
         click.echo(
             json.dumps(
@@ -99,6 +128,7 @@ def query(
 @click.argument("function")
 @click.argument("args", nargs=-1)
 @admin_org_option
+@identity_option
 @click.option("--node", default=None, help="Use this peer's gateway (default: the first peer).")
 @admin_passphrase_option
 @json_option
@@ -108,6 +138,7 @@ def invoke(
     function: str,
     args: tuple[str, ...],
     org: str | None,
+    identity: Path | None,
     node: str | None,
     passphrase_env: str,
     as_json: bool,
@@ -115,19 +146,18 @@ def invoke(
     """Endorse CONTRACT FUNCTION ARGS on a quorum of peers, order it and wait for its
     validation; exit 1 unless it committed VALID."""
     try:
-        target = _peer(network, node)
-        key, cert = admin_identity(network, org, passphrase_env)
-        signed = _signed_proposal(network, key, cert, contract, function, args)
+        target = peer_node(network, node)
+        key, cert = signer(network, org, identity, passphrase_env)
         client = NodeClient(api_url(target), network_ssl_context(network))
         started = time.perf_counter()
-        transaction = decode(client.gateway_endorse(encode(signed)), Transaction)
-        envelope = Envelope(transaction=transaction, signature=key.sign(encode(transaction)))
-        result = client.submit(encode(envelope))
+        transaction, result = endorse_and_submit(
+            client, network, key, cert, contract, function, _utf8(args)
+        )
         elapsed_ms = (time.perf_counter() - started) * 1000
     except MedledgerError as e:
         fail(str(e))
     valid = result["code"] == ValidationCode.VALID
-    answer = _readable(transaction.response.result)
+    answer = readable(transaction.response.result)
     if as_json:
         click.echo(
             json.dumps(
@@ -181,11 +211,60 @@ def show(network: Path, tx_id: str, node: str | None, as_json: bool) -> None:
     click.echo(f"  rw set      {info['reads']} reads, {info['writes']} writes")
 
 
-def _peer(network: Path, node: str | None) -> NodeEntry:
+def peer_node(network: Path, node: str | None) -> NodeEntry:
     """The named node, or the network's first hospital peer."""
     if node is None:
         node = next((e.node_id for e in load_network(network) if e.role == "peer"), None)
     return pick_node(network, node)
+
+
+def endorse_and_submit(
+    client: NodeClient,
+    network: Path,
+    key: SigningKey,
+    cert: bytes,
+    contract: str,
+    function: str,
+    args: tuple[bytes, ...],
+) -> tuple[Transaction, dict[str, Any]]:
+    """Have *client*'s gateway endorse CONTRACT FUNCTION ARGS signed with *key*, sign the
+    transaction, submit it and wait for the commit: the transaction and the node's answer
+    (block, index, code, status, reason)."""
+    signed = _signed_proposal(network, key, cert, contract, function, args)
+    transaction = decode(client.gateway_endorse(encode(signed)), Transaction)
+    envelope = Envelope(transaction=transaction, signature=key.sign(encode(transaction)))
+    return transaction, client.submit(encode(envelope))
+
+
+def evaluate_reply(
+    client: NodeClient,
+    network: Path,
+    key: SigningKey,
+    cert: bytes,
+    contract: str,
+    function: str,
+    args: tuple[bytes, ...],
+) -> EndorseReply:
+    """Have *client*'s peer simulate CONTRACT FUNCTION ARGS (signed with *key*); its reply."""
+    signed = _signed_proposal(network, key, cert, contract, function, args)
+    return decode(client.endorse(encode(signed)), EndorseReply)
+
+
+def evaluate(
+    client: NodeClient,
+    network: Path,
+    key: SigningKey,
+    cert: bytes,
+    contract: str,
+    function: str,
+    args: tuple[bytes, ...],
+) -> ProposalResponse:
+    """The response of :func:`evaluate_reply`."""
+    return evaluate_reply(client, network, key, cert, contract, function, args).response
+
+
+def _utf8(args: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(a.encode("utf-8") for a in args)
 
 
 def _signed_proposal(
@@ -194,14 +273,14 @@ def _signed_proposal(
     cert: bytes,
     contract: str,
     function: str,
-    args: tuple[str, ...],
+    args: tuple[bytes, ...],
 ) -> SignedProposal:
     """A proposal for CONTRACT FUNCTION ARGS on this network, signed with *key*."""
     proposal = Proposal(
         network_id=network_id_of(network),
         contract=contract,
         function=function,
-        args=tuple(a.encode("utf-8") for a in args),
+        args=args,
         creator=cert,
         nonce=os.urandom(limits.NONCE_BYTES),
         timestamp_ms=int(time.time() * 1000),
@@ -209,7 +288,7 @@ def _signed_proposal(
     return SignedProposal(proposal=proposal, signature=key.sign(encode(proposal)))
 
 
-def _readable(result: bytes) -> str:
+def readable(result: bytes) -> str:
     """The result as text when it is UTF-8, else as hex."""
     try:
         return result.decode("utf-8")

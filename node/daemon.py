@@ -138,12 +138,19 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         bootstrap_voters=tuple(m.node_id for m in _genesis_config(stores).members),
     )
     tls = node_tls_contexts(config, network)
+
+    def revoked() -> frozenset[int]:
+        # The registry's revocation list as of the last validated block: each new peer
+        # stream is refused if its node certificate is on it (the application layer checks
+        # every creator and endorser against the same list).
+        return ordering.validator.revoked
+
     transport = Transport(
         config.node_id,
         _peers_of(network, config.node_id),
         server_ctx=tls.server,
         client_ctx=tls.client,
-        authenticator=PeerAuthenticator.from_network(network),
+        authenticator=PeerAuthenticator.from_network(network, revoked=revoked),
         on_message=ordering.on_message,
         metrics=metrics,
     )
@@ -153,7 +160,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
 
     def follow_config(new: NetworkConfig) -> None:
         transport.update_members(
-            _peers_of(new, config.node_id), PeerAuthenticator.from_network(new)
+            _peers_of(new, config.node_id), PeerAuthenticator.from_network(new, revoked=revoked)
         )
 
     ordering.on_config_change = follow_config

@@ -99,11 +99,13 @@ def check_submission(
     trust: TrustStore,
     network: NetworkConfig,
     at: datetime,
+    revoked: frozenset[int] = frozenset(),
 ) -> bytes:
     """Check anything a client may submit for ordering; returns its tx_id.
 
-    An :class:`Envelope` gets :func:`check_envelope`; a :class:`ConfigEnvelope` must follow
-    from *network* by :func:`consensus.config_change.update_problem` (FieldError naming why).
+    An :class:`Envelope` gets :func:`check_envelope` (a creator in *revoked* is refused);
+    a :class:`ConfigEnvelope` must follow from *network* by
+    :func:`consensus.config_change.update_problem` (FieldError naming why).
     """
     tx = decode_tx(raw)
     if isinstance(tx, ConfigEnvelope):
@@ -111,5 +113,5 @@ def check_submission(
         if problem is not None:
             raise FieldError("config_envelope", "update", problem)
         return tx.tx_id
-    authenticate_envelope(tx, trust=trust, network_id=network.network_id, at=at)
+    authenticate_envelope(tx, trust=trust, network_id=network.network_id, at=at, revoked=revoked)
     return tx.tx_id

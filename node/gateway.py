@@ -17,6 +17,7 @@ contract's message is what the client sees.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from consensus.endorse import Reply, endorsing_members, gather
 from identity.validate import Purpose, TrustStore
 from node.logs import event
 from node.metrics import Metrics
+from protocol import limits
 from protocol.codec import decode, encode
 from protocol.config import MemberConfig, NetworkConfig
 from protocol.errors import RemoteError
@@ -75,7 +77,10 @@ class Gateway:
             )
         replies: list[Reply] = []
         decoded: dict[str, EndorseReply] = {}
+        refusals: dict[str, str] = {}
         for member, answer in zip(members, answers, strict=True):
+            if isinstance(answer, RemoteError):
+                refusals[member.node_id] = str(answer)
             if isinstance(answer, BaseException):
                 continue  # missing: refused, unreachable or too slow
             decoded[member.node_id] = answer
@@ -90,6 +95,9 @@ class Gateway:
             refusal = self._common_refusal(decoded)
             if refusal is not None:
                 raise QuorumNotReached(refusal)
+            reasons = set(refusals.values())
+            if len(reasons) == 1 and len(refusals) >= len(members) - outcome.needed + 1:
+                raise QuorumNotReached(f"the endorsers refused: {reasons.pop()}")
             raise QuorumNotReached(
                 f"{len(outcome.agreeing)} of the {outcome.needed} endorsements needed agree;"
                 f" diverging: {', '.join(outcome.diverging) or 'none'};"
@@ -114,7 +122,9 @@ class Gateway:
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:
             body = await resp.read()
             if resp.status != 200:
-                raise RemoteError(f"{member.node_id} answered {resp.status}")
+                raise RemoteError(
+                    _refusal_reason(body) or f"{member.node_id} answered {resp.status}"
+                )
             return decode(body, EndorseReply)
 
     def _signed_by(self, member: MemberConfig, answer: EndorseReply) -> bool:
@@ -143,3 +153,12 @@ class Gateway:
             if status != 200:
                 return f"{status} {message}"
         return None
+
+
+def _refusal_reason(body: bytes) -> str | None:
+    """The one-line reason in an endorser's JSON error answer, if it has one."""
+    try:
+        reason = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return reason[: limits.REASON_CHARS_MAX] if isinstance(reason, str) else None

@@ -199,7 +199,13 @@ class OrderingNode:
     async def submit(self, raw: bytes) -> Committed:
         """Order one envelope or configuration update; returns where it was committed
         (RemoteError if it is bad)."""
-        tx_id = check_submission(raw, trust=self.trust, network=self.network, at=datetime.now(UTC))
+        tx_id = check_submission(
+            raw,
+            trust=self.trust,
+            network=self.network,
+            at=datetime.now(UTC),
+            revoked=self.validator.revoked,
+        )
         found = self.stores.blocks.locate_tx(tx_id)
         if found is not None:
             return self._committed_before(tx_id, *found)
@@ -266,7 +272,11 @@ class OrderingNode:
             return
         try:
             tx_id = check_submission(
-                msg.envelope, trust=self.trust, network=self.network, at=datetime.now(UTC)
+                msg.envelope,
+                trust=self.trust,
+                network=self.network,
+                at=datetime.now(UTC),
+                revoked=self.validator.revoked,
             )
         except RemoteError as e:
             self.metrics.inc("ordering_forward_refused")
