@@ -1,4 +1,4 @@
-"""``medledger block show N`` and ``medledger state get NS KEY``: read the ledger through a
+"""``medledger block show N``, ``state get NS KEY`` and ``events``: read the ledger through a
 node's API while the network runs (``chain show`` reads a stopped node's database)."""
 
 from __future__ import annotations
@@ -109,3 +109,37 @@ def state_get(network: Path, namespace: str, key: str, node: str | None, as_json
     version = entry["version"]
     click.echo(entry.get("value", entry["value_hex"]))
     click.echo(f"(written by block {version['block']}, tx {version['tx']})", err=True)
+
+
+@click.command("events")
+@network_option
+@click.option("--from", "start", type=click.IntRange(min=0), default=None, help="First block.")
+@click.option("--follow", is_flag=True, help="Keep printing blocks as they commit (Ctrl-C ends).")
+@node_option
+@json_option
+def events(network: Path, start: int | None, follow: bool, node: str | None, as_json: bool) -> None:
+    """Print committed transactions with their status and contract events, one line each
+    (with --json, one JSON object per block), from block --from (default: 0, or the next
+    block with --follow)."""
+    if start is None and not follow:
+        start = 0
+
+    def show(block: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(block))
+            return
+        for tx in block["transactions"]:
+            names = ",".join(e["name"] for e in tx["events"])
+            click.echo(
+                f"block {block['block']:>6} #{tx['index']:<4} {tx['status']:<26} "
+                f"{tx['tx_id'][:16]}  {_call(tx):<32} {party(tx['creator'])}"
+                + (f"  events: {names}" if names else "")
+            )
+
+    try:
+        _, client = client_for(network, node)
+        client.follow_events(start, show, follow=follow)
+    except MedledgerError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        pass

@@ -21,7 +21,7 @@ from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
 from cli.errors import fail, passphrase_from_env
 from cli.identity import identity_group
-from cli.ledger import block_group, state_group
+from cli.ledger import block_group, events, state_group
 from cli.membership import add_member, add_node_command, remove_member
 from cli.tx import tx_group
 from node.bootstrap import InitOptions, init_network
@@ -136,6 +136,7 @@ for command in (
     block_group,
     state_group,
     identity_group,
+    events,
 ):
     cli.add_command(command)
 network.add_command(add_node_command)

@@ -15,6 +15,7 @@ Routes::
     GET  /v1/blocks/{number}      one block's canonical bytes
     GET  /v1/tx/{tx_id}           where a transaction is and its validation code (JSON)
     GET  /v1/state/{namespace}?key=HEX   one world-state entry and its version (JSON)
+    GET  /v1/events?from=N        WebSocket: committed blocks' transactions and events (JSON)
     GET  /metrics                 counters, Prometheus text format
 
 Bad input gets a 4xx with a one-line reason and never a payload echo; the node keeps
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from node.events import EventHub
 from node.gateway import Gateway, QuorumNotReached
 from node.logs import event
 from protocol import limits
@@ -236,8 +238,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-def build_api_app(service: OrderingService, gateway: Gateway | None = None) -> web.Application:
-    """The aiohttp application serving the client API for *service* (and *gateway*)."""
+def build_api_app(
+    service: OrderingService, gateway: Gateway | None = None, events: EventHub | None = None
+) -> web.Application:
+    """The aiohttp application serving the client API for *service* (and *gateway*, and
+    the *events* stream)."""
     app = web.Application(client_max_size=limits.ENVELOPE_BYTES_MAX + limits.KIB)
     app[SERVICE_KEY] = service
     if gateway is not None:
@@ -253,4 +258,6 @@ def build_api_app(service: OrderingService, gateway: Gateway | None = None) -> w
     app.router.add_get("/v1/blocks/{number}", block)
     app.router.add_get("/v1/tx/{tx_id}", tx_info)
     app.router.add_get("/v1/state/{namespace}", state_info)
+    if events is not None:
+        app.router.add_get("/v1/events", events.serve)
     return app

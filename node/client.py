@@ -7,7 +7,9 @@ timeout and turns connection problems into :class:`NodeUnavailable` with the URL
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -120,6 +122,42 @@ class NodeClient:
             if e.status == 404:
                 return None
             raise
+
+    def follow_events(
+        self, start: int | None, on_block: Callable[[dict[str, Any]], None], *, follow: bool
+    ) -> None:
+        """Stream committed blocks' event messages from block *start* (None: from the
+        current height) to *on_block*; without *follow*, stop at the height when called."""
+        asyncio.run(self._follow_events(start, on_block, follow))
+
+    async def _follow_events(
+        self, start: int | None, on_block: Callable[[dict[str, Any]], None], follow: bool
+    ) -> None:
+        height = (await self.request("GET", "/v1/chain"))["height"]
+        start = height if start is None else start
+        if not follow and start >= height:
+            return
+        url = f"{self.base_url}/v1/events?from={start}"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(url, ssl=self.ssl_context or False, heartbeat=30.0) as ws,
+            ):
+                while True:
+                    msg = await ws.receive()
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        block = json.loads(msg.data)
+                        on_block(block)
+                        if not follow and block["block"] >= height - 1:
+                            return
+                    elif msg.type == aiohttp.WSMsgType.CLOSE and msg.data != 1000:
+                        raise NodeRefused(msg.data, str(msg.extra or "the node closed the stream"))
+                    else:
+                        raise NodeUnavailable(f"{url}: the node closed the stream")
+        except aiohttp.WSServerHandshakeError as e:
+            raise NodeRefused(e.status, e.message) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise NodeUnavailable(f"{url}: {type(e).__name__}: {e}") from None
 
     def raft_status(self) -> dict[str, Any]:
         return self._run("GET", "/v1/raft/status")  # type: ignore[no-any-return]

@@ -27,6 +27,7 @@ from identity.keystore import read_cert, read_signing_key
 from node.api import build_api_app
 from node.catchup import add_block_routes, catch_up
 from node.config import NodeConfig, load_node_config
+from node.events import EventHub
 from node.gateway import Gateway
 from node.genesis import CONFIG_KEY, CONFIG_NAMESPACE, genesis_envelope
 from node.logs import event, setup_logging
@@ -180,7 +181,9 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
             client_ctx=tls.client,
             metrics=metrics,
         )
-    api_runner = web.AppRunner(build_api_app(ordering, gateway), access_log=None)
+    events = EventHub(stores.blocks)
+    ordering.on_block = events.publish
+    api_runner = web.AppRunner(build_api_app(ordering, gateway, events), access_log=None)
     await p2p_runner.setup()
     await api_runner.setup()
     host = config.listen.host

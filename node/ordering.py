@@ -175,6 +175,8 @@ class OrderingNode:
         self.connected_peers: Callable[[], frozenset[str]] = frozenset
         # Called after a committed configuration change (the daemon updates the transport).
         self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
+        # Called with each block once it is in the chain, in order (the daemon's event hub).
+        self.on_block: Callable[[Block], None] = lambda block: None
         self._wake = _Waker()
         self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
         self._removed_ticks: int | None = None  # ticks since a config without us was applied
@@ -619,6 +621,7 @@ class OrderingNode:
         if validated.config is not self.network:
             self._follow_config(validated.config)
         self.metrics.inc("ordering_blocks_committed")
+        self.on_block(block)
         codes = validated.codes
         for index, code in enumerate(codes):
             if code == ValidationCode.VALID:
@@ -660,6 +663,7 @@ class OrderingNode:
         self.validator.written()
         if validated.config is not self.network:
             self._follow_config(validated.config)
+        self.on_block(validated.block)
         return validated.tx_ids
 
     def _follow_config(self, config: NetworkConfig) -> None:

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import queue
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -22,7 +27,7 @@ from protocol import limits
 from protocol.block import Block, ValidationCode
 from protocol.codec import decode, encode
 from protocol.transaction import Envelope, Proposal, SignedProposal, Transaction
-from tests.integration.cluster import NETWORK_ID, Cluster
+from tests.integration.cluster import NETWORK_ID, Cluster, medledger
 
 SECRET_HASH = hashlib.sha256(b"one-time secret").hexdigest().encode()
 
@@ -125,3 +130,48 @@ def test_a_proposal_every_endorser_refuses_is_never_ordered(cluster: Cluster) ->
     assert cluster.client("northgate").chain_info()["height"] == height
     metrics = cluster.client("northgate").request_text("/metrics")
     assert "medledger_validation_invalid" not in metrics
+
+
+def test_events_replay_the_chain_and_follow_new_commits(cluster: Cluster) -> None:
+    """`medledger events --follow` prints a block once it commits, with its transactions'
+    status and contract events; without --follow it replays from --from and exits."""
+    net = ["--network", str(cluster.out), "--node", "stmarys"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "events", *net, "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let it connect; blocks committed before it would not be followed
+        register = _endorsed(cluster, "register", b"dr.eve", b"doctor", SECRET_HASH)
+        done = cluster.client("northgate").submit(_envelope(cluster, register))
+        assert done["status"] == "VALID"
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(line) for line in follower.stdout or ()], daemon=True
+        ).start()
+        seen: dict[str, object] = {}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not seen:
+            try:
+                block = json.loads(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+            for tx in block["transactions"]:
+                if tx["tx_id"] == done["tx_id"]:
+                    seen = tx
+        assert seen, "the follower never printed the committed transaction"
+        assert seen["status"] == "VALID" and seen["block"] == done["block"]
+        assert seen["events"] == [{"name": "identity.registered", "payload_hex": b"dr.eve".hex()}]
+    finally:
+        follower.terminate()  # our own child, by its handle
+        follower.wait(timeout=10)
+
+    replay = medledger("events", *net, "--from", "0", "--json")
+    assert replay.returncode == 0, replay.stderr
+    blocks = [json.loads(line) for line in replay.stdout.splitlines()]
+    assert [b["block"] for b in blocks] == list(range(done["block"] + 1))
+    text = medledger("events", *net, "--from", str(done["block"]))
+    assert "VALID" in text.stdout and "registry.register" in text.stdout
+    assert "events: identity.registered" in text.stdout
