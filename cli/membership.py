@@ -1,4 +1,11 @@
-"""`medledger network add-node` and `medledger raft add-member|remove-member`."""
+"""`medledger network add-org|add-node` and `medledger raft add-member|remove-member`.
+
+A new hospital joins in three steps, each a command: ``network add-org`` (the ministry lays
+out its CA, issued by the network's root, and its first admin, and commits a configuration
+update adding the organisation), ``network add-node`` (its node's key, certificate and
+config), then, with the node running, ``raft add-member`` (a learner, then a voter and,
+as the hospital's first node, an endorser: the endorsement quorum grows with it).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +21,14 @@ from cli.cluster import json_option, network_option, pick_node
 from cli.errors import fail, passphrase_from_env
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
-from node.bootstrap import add_node, drop_node_entry, load_network
+from node.bootstrap import add_node, add_org, drop_node_entry, load_network
 from node.client import NodeClient, NodeRefused, NodeUnavailable, network_ssl_context
 from node.membership import (
     member_from_node_dir,
     signed_update,
     with_member_added,
     with_member_removed,
+    with_org_added,
 )
 from node.supervisor import api_url, running_nodes, stop_nodes
 from protocol.codec import decode, encode
@@ -28,6 +36,43 @@ from protocol.config import NetworkConfig
 from protocol.errors import MedledgerError
 
 PROMOTION_WAIT_S = 60.0
+
+
+@click.command("add-org")
+@network_option
+@click.option("--org", required=True, help="The new hospital's organisation id.")
+@click.option("--name", required=True, help="Its display name.")
+@click.option("--via", default=None, help="Submit through this node (default: the first).")
+@click.option("--passphrase-env", default="", help="Variable holding the key passphrase.")
+@json_option
+def add_org_command(
+    network: Path, org: str, name: str, via: str | None, passphrase_env: str, as_json: bool
+) -> None:
+    """Add a hospital: lay out its CA and admin here and commit the configuration update
+    (signed by a ministry admin) that adds it to the network."""
+    try:
+        client = NodeClient(api_url(pick_node(network, via)), network_ssl_context(network))
+        current = _current_config(client)
+        if current.org(org) is not None:
+            fail(f"there is already an organisation {org}")
+        passphrase = passphrase_from_env(passphrase_env)
+        entry = add_org(network, org, name, now=datetime.now(UTC), passphrase=passphrase)
+        new = with_org_added(current, entry)
+        key, cert = _ministry_admin(network, current, passphrase_env)
+        result = client.submit(encode(signed_update(new, key, cert)))
+        after = _current_config(client)
+    except MedledgerError as e:
+        fail(str(e))
+    if after.org(org) is None:
+        fail(f"the update was committed as {result.get('status')}: {result.get('reason')}")
+    if as_json:
+        click.echo(json.dumps({"org": org, "sequence": after.sequence, "block": result["block"]}))
+        return
+    click.echo(f"added hospital {org}; configuration sequence {after.sequence}")
+    click.echo(
+        f"  lay out its node: medledger network add-node --network {network} --org {org} "
+        "--node-id NODE"
+    )
 
 
 @click.command("add-node")

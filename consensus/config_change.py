@@ -2,9 +2,15 @@
 
 A :class:`protocol.config.ConfigEnvelope` in a block changes the network configuration only
 if it follows from the current one: same network and root, the next sequence number,
-signed by an admin of the ministry, and changing nothing but the Raft members, by exactly
-one member added or removed. An added member's node certificate must be issued by its
-organisation's CA for that node id and be valid for TLS server use at the update's time.
+signed by an admin of the ministry, and making exactly one change:
+
+- one organisation added (a hospital, with a new id and a CA certificate the network's root
+  issued), members unchanged; its nodes join by later updates;
+- or one member added or removed, organisations unchanged. An added member's node
+  certificate must be issued by its organisation's CA for that node id and be valid for
+  TLS server use at the update's time.
+
+The endorsement rule, batch settings and contract pins do not change in this version.
 Every member evaluates these rules when it applies the block, so all agree on the outcome.
 """
 
@@ -12,6 +18,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from cryptography.x509.oid import NameOID
+
+from identity.certs import cert_from_der
 from identity.validate import Purpose, TrustStore
 from protocol.codec import encode
 from protocol.config import ConfigEnvelope, NetworkConfig
@@ -39,9 +48,13 @@ def update_problem(
         return "the network id and root CA cannot change"
     if new.sequence != current.sequence + 1:
         return f"sequence must be {current.sequence + 1}"
-    same = (new.orgs, new.endorsement_rule, new.batch, new.contracts)
-    if same != (current.orgs, current.endorsement_rule, current.batch, current.contracts):
-        return "only the members may change in this version"
+    same = (new.endorsement_rule, new.batch, new.contracts)
+    if same != (current.endorsement_rule, current.batch, current.contracts):
+        return "only organisations and members may change in this version"
+    if new.orgs != current.orgs:
+        if new.members != current.members:
+            return "an update adds an organisation or changes a member, not both"
+        return _org_added_problem(current, new)
     old_ids = [m.node_id for m in current.members]
     new_ids = [m.node_id for m in new.members]
     added = [m for m in new.members if m.node_id not in old_ids]
@@ -62,4 +75,24 @@ def update_problem(
             return "the new member's certificate is not a node certificate for its node id"
         if node.org_id != member.org_id:
             return "the new member's certificate belongs to another organisation"
+    return None
+
+
+def _org_added_problem(current: NetworkConfig, new: NetworkConfig) -> str | None:
+    if new.orgs[: len(current.orgs)] != current.orgs or len(new.orgs) != len(current.orgs) + 1:
+        return "exactly one organisation must be added, after the existing ones"
+    added = new.orgs[-1]
+    if current.org(added.org_id) is not None:
+        return f"there is already an organisation {added.org_id}"
+    if added.kind != "hospital":
+        return "only hospitals can be added"
+    try:
+        root = cert_from_der(new.root_ca)
+        TrustStore(root, [cert_from_der(o.ca_cert) for o in new.orgs])
+        ca = cert_from_der(added.ca_cert)
+        names = ca.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    except RemoteError as e:
+        return f"new organisation CA: {e}"
+    if [n.value for n in names] != [added.org_id]:
+        return "the new organisation CA names another organisation"
     return None

@@ -162,7 +162,7 @@ async def endorse(request: web.Request) -> web.Response:
 async def gateway_endorse(request: web.Request) -> web.Response:
     """Fan a signed proposal out to the endorsers; the prepared Transaction (msgpack)."""
     gateway = request.app.get(GATEWAY_KEY)
-    if gateway is None:
+    if gateway is None or not gateway.serving():
         return _error(404, "this node is not a gateway")
     raw = await request.read()  # bounded by the app's client_max_size
     if len(raw) > limits.ENVELOPE_BYTES_MAX:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from cryptography import x509
 
 from chaincode.builtin import builtin_pins
 from identity.certs import (
@@ -119,23 +120,10 @@ def init_network(profile: Profile, options: InitOptions) -> list[NodeEntry]:
     admin_keys: dict[str, tuple[SigningKey, bytes]] = {}
     for i, spec in enumerate(profile.orgs):
         kind = "ministry" if spec is profile.ministry else "hospital"
-        org_dir = out / "orgs" / spec.org_id
-        ca_key = SigningKey.generate()
-        ca = CertificateAuthority(
-            create_org_ca(root, spec.org_id, spec.name, ca_key.public_key, now=now), ca_key
-        )
-        write_private_key(org_dir / "ca.key", ca_key, secret)
-        write_cert(org_dir / "ca.pem", ca.cert)
+        ca, admin_key, admin_cert = _lay_out_org(out, root, spec.org_id, spec.name, now, secret)
         orgs.append(
             OrgConfig(org_id=spec.org_id, name=spec.name, kind=kind, ca_cert=cert_to_der(ca.cert))
         )
-
-        admin_key = SigningKey.generate()
-        admin_cert = issue_user_cert(
-            ca, spec.org_id, f"admin@{spec.org_id}", "admin", admin_key.public_key, now=now
-        )
-        write_private_key(org_dir / "admin" / "admin.key", admin_key, secret)
-        write_cert(org_dir / "admin" / "admin.pem", admin_cert)
         admin_keys[spec.org_id] = (admin_key, cert_to_der(admin_cert))
 
         node_dir = out / "nodes" / spec.node_id
@@ -267,6 +255,54 @@ def network_id_of(out: Path) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{out / NETWORK_FILE}: field network_id is missing")
     return value
+
+
+def _lay_out_org(
+    out: Path,
+    root: CertificateAuthority,
+    org_id: str,
+    name: str,
+    now: datetime,
+    passphrase: bytes | None,
+) -> tuple[CertificateAuthority, SigningKey, x509.Certificate]:
+    """An organisation's CA (issued by *root*) and first admin, written under orgs/ORG."""
+    org_dir = out / "orgs" / org_id
+    ca_key = SigningKey.generate()
+    ca = CertificateAuthority(create_org_ca(root, org_id, name, ca_key.public_key, now=now), ca_key)
+    write_private_key(org_dir / "ca.key", ca_key, passphrase)
+    write_cert(org_dir / "ca.pem", ca.cert)
+    admin_key = SigningKey.generate()
+    admin_cert = issue_user_cert(
+        ca, org_id, f"admin@{org_id}", "admin", admin_key.public_key, now=now
+    )
+    write_private_key(org_dir / "admin" / "admin.key", admin_key, passphrase)
+    write_cert(org_dir / "admin" / "admin.pem", admin_cert)
+    return ca, admin_key, admin_cert
+
+
+def add_org(
+    out: Path,
+    org_id: str,
+    name: str,
+    *,
+    now: datetime,
+    passphrase: bytes | None = None,
+) -> OrgConfig:
+    """Lay out a new hospital organisation in *out*: its CA (issued by the network's root,
+    whose key the ministry holds in ``ca/root.key``) and its first admin. Returns the
+    organisation entry a configuration update adds (`medledger network add-org`)."""
+    check_id("org id", org_id)
+    org_dir = out / "orgs" / org_id
+    if org_dir.exists():
+        raise ConfigError(f"{org_dir} already exists")
+    root_dir = out / "ca"
+    if not (root_dir / "root.key").is_file():
+        raise ConfigError(f"{out}: no root CA key here (ca/root.key); the ministry holds it")
+    root = CertificateAuthority(
+        read_cert(root_dir / "root.pem"), read_signing_key(root_dir / "root.key", passphrase)
+    )
+    ca, _, _ = _lay_out_org(out, root, org_id, name, now, passphrase)
+    return OrgConfig(org_id=org_id, name=name, kind="hospital", ca_cert=cert_to_der(ca.cert))
 
 
 def add_node(

@@ -159,7 +159,16 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     ordering.connected_peers = transport.connected_peers
     ordering.catch_up = functools.partial(_catch_up, ordering, stores, tls.client, config.node_id)
 
+    known_cas = {org.ca_cert for org in network.orgs}
+
     def follow_config(new: NetworkConfig) -> None:
+        # A new organisation's nodes present certificates its CA issued: both TLS contexts
+        # learn that CA now, so new handshakes verify them (existing streams are unaffected).
+        added = [org.ca_cert for org in new.orgs if org.ca_cert not in known_cas]
+        if added:
+            for ctx in (tls.server, tls.client):
+                ctx.load_verify_locations(cadata=b"".join(added))
+            known_cas.update(added)
         transport.update_members(
             _peers_of(new, config.node_id), PeerAuthenticator.from_network(new, revoked=revoked)
         )
@@ -170,17 +179,16 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     transport.add_routes(p2p_app)
     add_block_routes(p2p_app, stores, lambda: transport.authenticator)
     p2p_runner = web.AppRunner(p2p_app, access_log=None)
-    member = network.member(config.node_id)
-    gateway = None
-    if member is not None and member.endorser:
-        gateway = Gateway(
-            node_id=config.node_id,
-            network=lambda: ordering.network,
-            trust=lambda: ordering.trust,
-            endorse_locally=ordering.endorse,
-            client_ctx=tls.client,
-            metrics=metrics,
-        )
+    # Every node has one; it serves while the node is an endorsing member (a hospital's
+    # node added later becomes a gateway once its configuration update is applied).
+    gateway = Gateway(
+        node_id=config.node_id,
+        network=lambda: ordering.network,
+        trust=lambda: ordering.trust,
+        endorse_locally=ordering.endorse,
+        client_ctx=tls.client,
+        metrics=metrics,
+    )
     events = EventHub(stores.blocks)
     ordering.on_block = events.publish
     api_runner = web.AppRunner(build_api_app(ordering, gateway, events), access_log=None)

@@ -66,6 +66,11 @@ class Gateway:
         self.metrics = metrics
         self.deadline_s = deadline_s
 
+    def serving(self) -> bool:
+        """Whether this node is an endorsing member now (only those act as gateways)."""
+        member = self._network().member(self.node_id)
+        return member is not None and member.endorser
+
     async def endorse(self, raw: bytes) -> bytes:
         """The prepared Transaction's canonical bytes for the signed proposal *raw*."""
         signed = decode(raw, SignedProposal)

@@ -20,7 +20,7 @@ from identity.keystore import read_cert
 from node.config import load_node_config
 from protocol import limits
 from protocol.codec import encode
-from protocol.config import ConfigEnvelope, ConfigUpdate, MemberConfig, NetworkConfig
+from protocol.config import ConfigEnvelope, ConfigUpdate, MemberConfig, NetworkConfig, OrgConfig
 from protocol.errors import ConfigError
 
 
@@ -37,7 +37,10 @@ def member_from_node_dir(node_dir: Path, config: NetworkConfig) -> MemberConfig:
         p2p_port=node.listen.p2p_port,
         api_port=node.listen.api_port,
         node_cert=cert_to_der(read_cert(node.tls.cert)),
-        endorser=org.kind == "hospital",
+        # One endorser per hospital: the quorum counts hospitals, so a second node of the
+        # same hospital orders and validates but does not endorse.
+        endorser=org.kind == "hospital"
+        and not any(m.endorser and m.org_id == org.org_id for m in config.members),
     )
 
 
@@ -48,6 +51,13 @@ def with_member_added(config: NetworkConfig, member: MemberConfig) -> NetworkCon
     return dataclasses.replace(
         config, sequence=config.sequence + 1, members=(*config.members, member)
     )
+
+
+def with_org_added(config: NetworkConfig, org: OrgConfig) -> NetworkConfig:
+    """*config* with organisation *org* added and the next sequence number."""
+    if config.org(org.org_id) is not None:
+        raise ConfigError(f"there is already an organisation {org.org_id}")
+    return dataclasses.replace(config, sequence=config.sequence + 1, orgs=(*config.orgs, org))
 
 
 def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:

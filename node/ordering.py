@@ -143,7 +143,7 @@ class OrderingNode:
         self.cert_der = cert_der
         self.metrics = metrics
         self.contracts = contracts or ContractRegistry()
-        self.validator = BlockValidator(stores, trust)
+        self.validator = BlockValidator(stores, trust, network.orgs)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.raft = RaftNode(
             RaftConfig(
@@ -669,6 +669,7 @@ class OrderingNode:
     def _follow_config(self, config: NetworkConfig) -> None:
         was_member = self.network.member(self.node_id) is not None
         self.network = config
+        self.trust = self.validator.trust_for(config)  # new organisations' CAs
         if config.member(self.node_id) is not None:
             self._removed_ticks = None  # (re-)added: a removal replayed from the chain is over
         elif was_member and self._removed_ticks is None:

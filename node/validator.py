@@ -23,8 +23,9 @@ from chaincode.contracts.registry import REVOKED, Registry
 from consensus.validation import validate_block
 from identity.validate import TrustStore
 from node.genesis import config_writes
+from node.tls import trust_store
 from protocol.block import Block, decode_tx
-from protocol.config import NetworkConfig
+from protocol.config import NetworkConfig, OrgConfig
 from protocol.transaction import KVWrite
 from storage.ledger import Stores
 
@@ -50,9 +51,12 @@ class ValidatedBlock:
 class BlockValidator:
     """Validates this node's blocks against its stores plus the not-yet-written overlay."""
 
-    def __init__(self, stores: Stores, trust: TrustStore) -> None:
+    def __init__(
+        self, stores: Stores, trust: TrustStore, orgs: tuple[OrgConfig, ...] | None = None
+    ) -> None:
         self.stores = stores
-        self.trust = trust
+        self.trust = trust  # for *orgs* (None: for those of the first config validated under)
+        self._trust_orgs = orgs
         self._versions: dict[tuple[str, bytes], tuple[int, int] | None] = {}
         self._tx_ids: set[bytes] = set()
         self._revoked = revoked_serials(stores.state)
@@ -73,7 +77,7 @@ class BlockValidator:
             txs,
             block_time_ms=block.header.timestamp_ms,
             config=config,
-            trust=self.trust,
+            trust=self.trust_for(config),
             committed_version=self._version,
             tx_committed=self._tx_committed,
             revoked=self._revoked,
@@ -90,6 +94,16 @@ class BlockValidator:
             config=verdict.config,
             entry_index=entry_index,
         )
+
+    def trust_for(self, config: NetworkConfig) -> TrustStore:
+        """The trust store of *config*'s organisations: a function of the configuration,
+        so every peer validates a block with the same CAs however its blocks were batched."""
+        if self._trust_orgs is None:
+            self._trust_orgs = config.orgs
+        elif config.orgs != self._trust_orgs:
+            self.trust = trust_store(config)
+            self._trust_orgs = config.orgs
+        return self.trust
 
     def written(self) -> None:
         """The validated blocks are in the stores now: drop the overlay."""

@@ -442,9 +442,7 @@ class RaftNode:
         self._outstanding = rd
         return rd
 
-    def split_messages(
-        self, rd: Ready
-    ) -> tuple[tuple[RaftMessage, ...], tuple[RaftMessage, ...]]:
+    def split_messages(self, rd: Ready) -> tuple[tuple[RaftMessage, ...], tuple[RaftMessage, ...]]:
         """*rd*'s messages as (may be sent before persisting *rd*, must wait for it).
 
         Only a leader's appends and heartbeats go early, and only when *rd* does not change

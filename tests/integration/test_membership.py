@@ -6,6 +6,7 @@ promotes it to voter once it has caught up, and it then orders envelopes like an
 Updates that do not follow from the current configuration (signed by a hospital admin, a
 skipped sequence number, a certificate from another network) are refused with a clear
 reason and change nothing. `raft remove-member` takes a member out of Raft and stops it.
+`network add-org` adds a new hospital whose node joins as a voter and an endorser.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
 from node.bootstrap import load_network
-from node.client import NodeRefused
+from node.client import NodeRefused, network_ssl_context
 from node.membership import member_from_node_dir, signed_update, with_member_added
 from node.supervisor import running_nodes, start_node
 from protocol.codec import decode, encode
@@ -166,3 +167,49 @@ def test_updates_that_do_not_follow_are_refused(cluster: Cluster, tmp_path) -> N
     assert (
         tomllib.loads((cluster.out / "network.toml").read_text())["nodes"][-1]["id"] == "stmarys2"
     )
+
+
+def test_the_ministry_adds_a_hospital_that_becomes_a_voter_and_an_endorser(
+    cluster: Cluster,
+) -> None:
+    """`network add-org` commits the new hospital's CA; its node (a CA the running members
+    did not know at start) connects over mutual TLS, catches up, becomes a voter and an
+    endorser: a gateway now asks five endorsers, and transactions through the new
+    hospital's own gateway commit on every peer."""
+    net = ["--network", str(cluster.out)]
+    added = medledger(
+        "network", "add-org", *net, "--org", "eastside", "--name", "Eastside", "--json"
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["sequence"] == 1
+    cluster.ctx = network_ssl_context(cluster.out)  # this test's client learns the new CA
+    laid = medledger("network", "add-node", *net, "--org", "eastside", "--node-id", "eastside")
+    assert laid.returncode == 0, laid.stderr
+    entry = next(e for e in load_network(cluster.out) if e.node_id == "eastside")
+    cluster.nodes["eastside"] = start_node(cluster.out, entry, detach=True)
+    joined = medledger("raft", "add-member", *net, "--node", "eastside", "--json")
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout) == {"node": "eastside", "sequence": 2, "voter": True}
+    config = current_config(cluster)
+    assert [m.node_id for m in config.members if m.endorser] == [
+        "northgate", "riverside", "stmarys", "westfield", "eastside",
+    ]  # fmt: skip
+
+    # The new hospital's admin registers someone through the new hospital's own gateway.
+    invoke = medledger(
+        "tx", "invoke", *net, "--org", "eastside", "--node", "eastside",
+        "registry", "register", "nurse.eve", "nurse", "ab" * 32, "--json",
+    )  # fmt: skip
+    assert invoke.returncode == 0, invoke.stderr
+    done = json.loads(invoke.stdout)
+    assert done["status"] == "VALID"
+    info = cluster.client("eastside").tx_info(done["tx_id"])
+    assert info is not None and len(info["endorsers"]) == 3  # q stays 3 with 5 endorsers
+    for node in sorted(cluster.nodes):
+        client = cluster.client(node)
+        deadline = time.monotonic() + 15
+        while client.chain_info()["height"] <= done["block"]:
+            assert time.monotonic() < deadline, f"{node} did not catch up"
+            time.sleep(0.05)
+        entry_json = client.state_info("registry", b"id/nurse.eve")
+        assert entry_json is not None and '"org_id":"eastside"' in entry_json["value"], node

@@ -34,6 +34,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
+from protocol.errors import FieldError
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -87,6 +88,7 @@ def world() -> World:
         admins[org] = (admin_key, cert_to_der(admin))
         orgs.append(OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert)))
     w = World(None, TrustStore(root.cert, [c.cert for c in cas.values()]), cas, admins)  # type: ignore[arg-type]
+    w.cas["root"] = root
     w.config = NetworkConfig(
         network_id="net",
         sequence=0,
@@ -124,7 +126,7 @@ def test_adding_and_removing_one_member_is_accepted(world: World) -> None:
         ("skipped sequence", "sequence must be 1"),
         ("two added", "exactly one member"),
         ("nothing changed", "exactly one member"),
-        ("batch changed", "only the members may change"),
+        ("batch changed", "only organisations and members may change"),
         ("cert of another org", "belongs to another organisation"),
         ("cert for another id", "not a node certificate for its node id"),
         ("member changed", "a member that stays cannot change"),
@@ -169,4 +171,58 @@ def test_updates_that_do_not_follow_are_refused(world: World, case: str, words: 
     elif case == "before the certificates":
         envelope = world.update(config, at_ms=int((NOW - timedelta(days=1)).timestamp() * 1000))
     problem = update_problem(world.config, envelope, world.trust)
+    assert problem is not None and words in problem, problem
+
+
+def _hospital(ca_root: CertificateAuthority, org_id: str, named: str | None = None) -> OrgConfig:
+    key = SigningKey.generate()
+    ca = create_org_ca(ca_root, named or org_id, org_id, key.public_key, now=NOW)
+    return OrgConfig(org_id=org_id, name=org_id, kind="hospital", ca_cert=cert_to_der(ca))
+
+
+def test_a_configuration_cannot_even_hold_a_second_ministry_or_a_duplicate_org(
+    world: World,
+) -> None:
+    root = world.cas["root"]
+    for extra, words in (
+        (dataclasses.replace(_hospital(root, "east"), kind="ministry"), "exactly one ministry"),
+        (_hospital(root, "northgate"), "duplicate org_id"),
+    ):
+        with pytest.raises(FieldError, match=words):
+            dataclasses.replace(world.config, sequence=1, orgs=(*world.config.orgs, extra))
+
+
+def test_adding_one_hospital_is_accepted(world: World) -> None:
+    config = dataclasses.replace(
+        world.config, sequence=1, orgs=(*world.config.orgs, _hospital(world.cas["root"], "east"))
+    )
+    assert update_problem(world.config, world.update(config), world.trust) is None
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("another root", "new organisation CA"),
+        ("with a member", "not both"),
+        ("two orgs", "exactly one organisation"),
+        ("ca of another org", "names another organisation"),
+    ],
+)
+def test_org_additions_that_do_not_follow_are_refused(world: World, case: str, words: str) -> None:
+    root = world.cas["root"]
+    org = _hospital(root, "east")
+    orgs = (*world.config.orgs, org)
+    members = world.config.members
+    if case == "another root":
+        other_key = SigningKey.generate()
+        other = CertificateAuthority(create_root_ca("other", other_key, now=NOW), other_key)
+        orgs = (*world.config.orgs, _hospital(other, "east"))
+    elif case == "with a member":
+        members = (*members, world.node("northgate", "n2", 20004))
+    elif case == "two orgs":
+        orgs = (*orgs, _hospital(root, "west"))
+    elif case == "ca of another org":
+        orgs = (*world.config.orgs, _hospital(root, "east", named="west"))
+    config = dataclasses.replace(world.config, sequence=1, orgs=orgs, members=members)
+    problem = update_problem(world.config, world.update(config), world.trust)
     assert problem is not None and words in problem, problem
