@@ -64,8 +64,8 @@ class QuorumOutcome:
     """The gateway's verdict on one proposal's replies."""
 
     response: bytes | None  # the response a quorum agrees on; None if none does
-    agreeing: tuple[str, ...]  # endorsers behind it (sorted)
-    diverging: tuple[str, ...]  # answered with another response or a bad signature (sorted)
+    agreeing: tuple[str, ...]  # endorsers behind it, or the largest group short of q (sorted)
+    diverging: tuple[str, ...]  # answered otherwise, or with a bad signature (sorted)
     missing: tuple[str, ...]  # never answered or refused (sorted)
     needed: int  # q
 
@@ -92,7 +92,7 @@ def gather(replies: Iterable[Reply], endorsers: Collection[str]) -> QuorumOutcom
             groups.setdefault(reply.response, []).append(reply.endorser)
     ranked = sorted(groups.items(), key=lambda group: (-len(group[1]), group[0]))
     winner = ranked[0][0] if ranked and len(ranked[0][1]) >= needed else None
-    agreeing = sorted(groups.get(winner, [])) if winner is not None else []
+    agreeing = sorted(ranked[0][1]) if ranked else []
     answered = {e for e, r in first.items() if r.response is not None}
     diverging = sorted(answered - set(agreeing))
     missing = sorted(set(endorsers) - answered)

@@ -1,4 +1,5 @@
-"""Named failpoints: make the node exit at an exact instant, to test crash recovery.
+"""Named failpoints: make the node exit at an exact instant, to test crash recovery; and
+a switch that makes an endorser lie, to test the quorum with real processes.
 
 Set ``MEDLEDGER_FAILPOINTS`` to a comma-separated list of ``NAME`` or ``NAME=N`` (exit on the
 N-th hit, default 1), e.g. ``raft-after-fsync=3,block-before-state``. When a failpoint fires
@@ -57,3 +58,17 @@ def hit(name: str) -> None:
         sys.stderr.flush()
         os._exit(FAILPOINT_EXIT_CODE)
     _armed[name] = remaining - 1
+
+
+# ``MEDLEDGER_FAULT_ENDORSER=result`` makes this node's endorser sign a different result
+# (a lying hospital); ``=signature`` makes it send a forged signature. Tests only.
+ENDORSER_FAULT_ENV = "MEDLEDGER_FAULT_ENDORSER"
+ENDORSER_FAULTS = ("", "result", "signature")
+
+
+def endorser_fault() -> str:
+    """The endorser fault this process was started with ("" for none); ValueError if unknown."""
+    fault = os.environ.get(ENDORSER_FAULT_ENV, "")
+    if fault not in ENDORSER_FAULTS:
+        raise ValueError(f"{ENDORSER_FAULT_ENV} must be one of result, signature")
+    return fault

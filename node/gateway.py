@@ -104,7 +104,8 @@ class Gateway:
             if len(reasons) == 1 and len(refusals) >= len(members) - outcome.needed + 1:
                 raise QuorumNotReached(f"the endorsers refused: {reasons.pop()}")
             raise QuorumNotReached(
-                f"{len(outcome.agreeing)} of the {outcome.needed} endorsements needed agree;"
+                f"at most {len(outcome.agreeing)} of the {outcome.needed} endorsements needed"
+                " agree;"
                 f" diverging: {', '.join(outcome.diverging) or 'none'};"
                 f" no answer: {', '.join(outcome.missing) or 'none'}"
             )

@@ -21,6 +21,7 @@ log, so a client that retries after a timeout never gets its envelope ordered tw
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -61,7 +62,7 @@ from protocol.raft import (
     RaftEntry,
     RaftSnapshot,
 )
-from protocol.transaction import EndorseReply, SignedProposal
+from protocol.transaction import Endorsement, EndorseReply, ProposalResponse, SignedProposal
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -144,6 +145,7 @@ class OrderingNode:
         self.metrics = metrics
         self.contracts = contracts or ContractRegistry()
         self.validator = BlockValidator(stores, trust, network.orgs)
+        self._endorser_fault = failpoints.endorser_fault()
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.raft = RaftNode(
             RaftConfig(
@@ -785,8 +787,22 @@ class OrderingNode:
             revoked=self.validator.revoked,
         )
         self.metrics.inc("endorser_proposals")
+        response = outcome.response
         endorsements = () if outcome.endorsement is None else (outcome.endorsement,)
-        return encode(EndorseReply(response=outcome.response, endorsements=endorsements))
+        if self._endorser_fault and endorsements:
+            response, endorsements = self._lie(response, endorsements[0])
+        return encode(EndorseReply(response=response, endorsements=endorsements))
+
+    def _lie(
+        self, response: ProposalResponse, endorsement: Endorsement
+    ) -> tuple[ProposalResponse, tuple[Endorsement, ...]]:
+        """What a faulty endorser (failpoints.endorser_fault, tests only) answers instead."""
+        if self._endorser_fault == "result":
+            response = dataclasses.replace(response, result=response.result + b" (altered)")
+            signature = self.key.sign(encode(response))  # a liar signs its own lie validly
+        else:
+            signature = self.key.sign(b"not the response")
+        return response, (dataclasses.replace(endorsement, signature=signature),)
 
     def health(self) -> dict[str, Any]:
         return {

@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from node.client import NodeRefused
+from node.client import NodeRefused, NodeUnavailable
 from node.envelopes import opaque_envelope
+from node.failpoints import ENDORSER_FAULT_ENV
 from protocol import limits
 from protocol.block import Block, ValidationCode
 from protocol.codec import decode, encode
@@ -175,3 +176,48 @@ def test_events_replay_the_chain_and_follow_new_commits(cluster: Cluster) -> Non
     text = medledger("events", *net, "--from", str(done["block"]))
     assert "VALID" in text.stdout and "registry.register" in text.stdout
     assert "events: identity.registered" in text.stdout
+
+
+def _restart_lying(cluster: Cluster, node: str, fault: str) -> None:
+    cluster.kill(node)
+    cluster.restart(node, {ENDORSER_FAULT_ENV: fault})
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if cluster.client(node).health().get("leader"):
+                return
+        except (NodeRefused, NodeUnavailable):
+            pass
+        assert time.monotonic() < deadline, f"{node} did not come back"
+        time.sleep(0.1)
+
+
+def test_one_lying_endorser_is_outvoted_and_reported_two_refuse_the_transaction(
+    cluster: Cluster,
+) -> None:
+    """Real endorsers that lie: riverside signs an altered result, then stmarys also sends
+    a forged signature. With one liar the three honest endorsements commit and the gateway
+    reports the liar; with two there is no quorum, a clear error, and nothing is written."""
+    _restart_lying(cluster, "riverside", "result")
+    tx = _endorsed(cluster, "register", b"dr.liar1", b"doctor", SECRET_HASH)
+    done = cluster.client("northgate").submit(_envelope(cluster, tx))
+    assert done["status"] == "VALID"
+    info = cluster.client("northgate").tx_info(done["tx_id"])
+    assert info is not None
+    assert sorted(info["endorsers"]) == ["northgate", "stmarys", "westfield"]
+    metrics = cluster.client("northgate").request_text("/metrics")
+    assert "medledger_gateway_diverging_endorsers 1" in metrics
+    log_text = (cluster.out / "nodes" / "northgate" / "node.log").read_text()
+    assert "gateway.diverging" in log_text and "riverside" in log_text
+
+    _restart_lying(cluster, "stmarys", "signature")
+    height = cluster.client("northgate").chain_info()["height"]
+    with pytest.raises(NodeRefused) as refused:
+        _endorsed(cluster, "register", b"dr.liar2", b"doctor", SECRET_HASH)
+    assert refused.value.status == 409
+    assert refused.value.reason == (
+        "at most 2 of the 3 endorsements needed agree; diverging: riverside, stmarys;"
+        " no answer: none"
+    )
+    assert cluster.client("northgate").chain_info()["height"] == height
+    assert cluster.client("westfield").state_info("registry", b"id/dr.liar2") is None

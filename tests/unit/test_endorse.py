@@ -90,8 +90,8 @@ def test_two_liars_of_four_leave_no_quorum() -> None:
         HOSPITALS,
     )
     assert not outcome.reached and outcome.response is None
-    assert outcome.agreeing == ()
-    assert outcome.diverging == HOSPITALS
+    assert outcome.agreeing == ("northgate", "stmarys")  # the largest group, short of q
+    assert outcome.diverging == ("riverside", "westfield")
 
 
 def test_silent_endorsers_are_missing_and_strangers_and_repeats_do_not_count() -> None:
@@ -107,7 +107,8 @@ def test_silent_endorsers_are_missing_and_strangers_and_repeats_do_not_count() -
     )
     assert not outcome.reached
     assert outcome.missing == ("riverside", "westfield")
-    assert outcome.diverging == ("northgate", "stmarys")  # answered, but no quorum formed
+    assert outcome.agreeing == ("northgate", "stmarys")  # agreeing, but short of q = 3
+    assert outcome.diverging == ()
 
 
 def test_two_quorums_among_six_endorsers_resolve_the_same_way_every_time() -> None:
