@@ -611,6 +611,7 @@ class OrderingNode:
                 f"committed block {block.number} but the chain is at {next_number}",
             )
             validated = self.validator.validate(block, config, entry.index)
+            self.metrics.inc("validation_blocks")
             config = validated.config
             out.append(validated)
         return out
@@ -657,6 +658,7 @@ class OrderingNode:
         """Validate *block* (pulled during catch-up) and commit it in its own synced batch,
         then follow any configuration change it made. Returns the tx ids."""
         validated = self.validator.validate(block, self.network)
+        self.metrics.inc("validation_blocks")
         try:
             self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
         except BaseException:
