@@ -119,6 +119,8 @@ def test_an_unknown_function_comes_back_unsigned(world: World) -> None:
         ("forged signature", SignatureError, "does not verify"),
         ("undeployed contract", ProposalRefused, "not deployed"),
         ("runaway contract", ProposalRefused, "ran past its budget"),
+        ("crashing contract", ProposalRefused, r"^contract 'counter' raised ValueError$"),
+        ("oversized result", ProposalRefused, "result over 65536 bytes"),
         ("revoked creator", CertificateError, "revoked"),
     ],
 )
@@ -136,6 +138,10 @@ def test_bad_proposals_are_refused_and_nothing_is_signed(
     elif case == "runaway contract":
         sp = signed(world, proposal(world, "spin", args=()))
         kw["step_budget"] = 2_000
+    elif case == "crashing contract":  # its message (a name here) must not come back
+        sp = signed(world, proposal(world, "crash", args=(b"Jane Doe 1970-01-01",)))
+    elif case == "oversized result":
+        sp = signed(world, proposal(world, "huge", args=()))
     elif case == "revoked creator":
         kw["revoked"] = frozenset({world.creator_serial})
     with pytest.raises(error, match=words):
