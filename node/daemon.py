@@ -226,6 +226,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     finally:
         event(log, logging.INFO, "node.stopping")
         await api_runner.cleanup()
+        await gateway.close()
         await transport.stop()
         await p2p_runner.cleanup()
         event(log, logging.INFO, "node.stopped")

@@ -38,6 +38,7 @@ from protocol.transaction import EndorseReply, SignedProposal, Transaction
 log = logging.getLogger("medledger.gateway")
 
 ENDORSE_DEADLINE_S = 5.0
+ENDORSE_CONNECTIONS_MAX = 64  # open connections to one endorser at most
 
 
 class QuorumNotReached(RemoteError):
@@ -65,6 +66,23 @@ class Gateway:
         self._client_ctx = client_ctx
         self.metrics = metrics
         self.deadline_s = deadline_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        """One keep-alive session for every proposal: a TLS handshake per endorser, not per
+        proposal (its connections are reused while they stay open)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=ENDORSE_CONNECTIONS_MAX),
+                timeout=aiohttp.ClientTimeout(total=self.deadline_s),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session's connections (at node shutdown)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def serving(self) -> bool:
         """Whether this node is an endorsing member now (only those act as gateways)."""
@@ -75,11 +93,10 @@ class Gateway:
         """The prepared Transaction's canonical bytes for the signed proposal *raw*."""
         signed = decode(raw, SignedProposal)
         members = endorsing_members(self._network())
-        timeout = aiohttp.ClientTimeout(total=self.deadline_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(
-                *(self._ask(session, m, raw) for m in members), return_exceptions=True
-            )
+        session = self._client_session()
+        answers = await asyncio.gather(
+            *(self._ask(session, m, raw) for m in members), return_exceptions=True
+        )
         replies: list[Reply] = []
         decoded: dict[str, EndorseReply] = {}
         refusals: dict[str, str] = {}
