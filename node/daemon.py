@@ -25,7 +25,7 @@ from chaincode.registry import ContractRegistry
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
 from node.api import build_api_app
-from node.catchup import add_block_routes, catch_up
+from node.catchup import add_delivery_route, catch_up
 from node.config import NodeConfig, load_node_config
 from node.events import EventHub
 from node.gateway import Gateway
@@ -177,7 +177,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
 
     p2p_app = web.Application()
     transport.add_routes(p2p_app)
-    add_block_routes(p2p_app, stores, lambda: transport.authenticator)
+    add_delivery_route(p2p_app, stores, lambda: transport.authenticator)
     p2p_runner = web.AppRunner(p2p_app, access_log=None)
     # Every node has one; it serves while the node is an endorsing member (a hospital's
     # node added later becomes a gateway once its configuration update is applied).
@@ -256,8 +256,8 @@ async def _catch_up(
         point,
         [(m.node_id, m.host, m.p2p_port) for m in members],
         client_ctx=client_ctx,
-        trust=ordering.trust,
-        network=ordering.network,
+        trust=lambda: ordering.trust,
+        network=lambda: ordering.network,
         commit=ordering.commit_validated,
     )
 

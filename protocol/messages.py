@@ -10,7 +10,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import BlockBatch, ChainPoint, ForwardEnvelope
+from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.raft import (
     AppendEntries,
     AppendResponse,
@@ -52,7 +52,6 @@ __all__ = [
     "VoteResponse",
     "BatchConfig",
     "Block",
-    "BlockBatch",
     "BlockHeader",
     "BlockMetadata",
     "ChainPoint",

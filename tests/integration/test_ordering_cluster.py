@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from identity.certs import cert_to_der
 from identity.keystore import read_cert, read_signing_key
+from node.catchup import DELIVER_PATH
 from node.client import NodeRefused
 from node.envelopes import opaque_envelope
 from node.loadgen import run_load
 from node.supervisor import (
     api_url,
 )
+from node.tls import client_context
 from protocol import limits
 from protocol.codec import decode, encode
 from protocol.transaction import Proposal, SignedProposal
@@ -231,12 +235,41 @@ def test_a_node_kept_down_past_compaction_catches_up_through_a_snapshot(tmp_path
             time.sleep(0.2)
         assert mine.get("height") == status["height"], (mine, status)
         assert mine["snapshot_index"] > 0, mine
+        # The delivery stream serves members only, and checks its range.
+        member = c.entry(leader)
+        admin_dir = c.out / "orgs" / "northgate" / "admin"
+        admin_ctx = client_context(
+            admin_dir / "admin.pem", admin_dir / "admin.key", None, net.config
+        )
+        url = f"https://{member.host}:{member.p2p_port}{DELIVER_PATH}"
+        assert _deliver_status(url + "?start=0&stop=1", admin_ctx) == 403
+        laggard_dir = c.out / "nodes" / laggard
+        node_ctx = client_context(
+            laggard_dir / "node.pem", laggard_dir / "node.key", None, net.config
+        )
+        assert _deliver_status(url + "?start=5&stop=2", node_ctx) == 400
     finally:
         c.stop()
     chains = {n: chain_tx_ids(c.out / "nodes" / n) for n in c.nodes}
     assert len({tuple(h) for h, _ in chains.values()}) == 1
     log_text = (c.out / "nodes" / laggard / "node.log").read_text()
     assert "raft.snapshot_installed" in log_text
+    served = "".join((c.out / "nodes" / n / "node.log").read_text() for n in c.nodes)
+    assert "catchup.served" in served  # the blocks came over the delivery stream
+
+
+def _deliver_status(url: str, ctx: ssl.SSLContext) -> int:
+    """The HTTP status a WebSocket upgrade to the delivery stream is refused with."""
+
+    async def attempt() -> int:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(url, ssl=ctx):
+                    return 101
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+
+    return asyncio.run(attempt())
 
 
 def test_a_gateway_collects_a_quorum_that_validators_accept(cluster: Cluster) -> None:

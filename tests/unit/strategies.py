@@ -36,7 +36,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import BlockBatch, ChainPoint, ForwardEnvelope
+from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -253,7 +253,6 @@ def blocks(draw: st.DrawFn, max_txs: int = 3) -> Block:
 
 
 chain_points = st.builds(ChainPoint, height=st.integers(1, UINT64_MAX), tip=hashes)
-block_batches = st.builds(BlockBatch, start=st.integers(0, UINT64_MAX), blocks=_tuples(short_bytes))
 forward_envelopes = st.builds(
     ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
 )
@@ -285,7 +284,6 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Block: blocks(),
     ForwardEnvelope: forward_envelopes,
     ChainPoint: chain_points,
-    BlockBatch: block_batches,
 }
 
 
