@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NETWORK ?= var/local
 SEEDS ?= 10000
 
-.PHONY: run test lint bench bench-raft sim clean deps
+.PHONY: run test lint bench bench-raft bench-e2e sim clean deps
 
 # The local network: the ministry's orderer and four hospital peers as five processes on
 # 127.0.0.1 over mutual TLS (initialised under $(NETWORK) on first use). Ctrl-C stops them.
@@ -30,6 +30,11 @@ bench: $(STAMP)
 # The ordering service against etcd (installs Debian's etcd-server if missing).
 bench-raft: $(STAMP)
 	$(BIN)/python bench/raft_vs_etcd.py
+
+# End to end on the local network: committed registry writes/s and latency at 1-256 clients,
+# against the limit the signatures alone would set on this machine's cores.
+bench-e2e: $(STAMP)
+	$(BIN)/python bench/e2e.py
 
 # Deep deterministic simulation of the Raft core: SEEDS seeds (make test runs 500).
 sim: $(STAMP)
