@@ -5,7 +5,9 @@ interpreter (``tests/sim/scenario.py``). Each :class:`SimNode` is what ``node/``
 ``RaftNode`` driven by ticks and messages, its Ready handled in the contract's order (persist
 → send → apply → advance) against the real ``RaftLogStore`` over an in-memory KV, and a toy
 state machine: a hash chain over the applied entries, so two nodes applied the same prefix
-exactly when their digests at that index agree.
+exactly when their digests at that index agree. In ledger mode (``tests/sim/ledger.py``) a
+node is also a validating peer: block entries are validated and committed to a chain and
+world state on the same KV, and a snapshot's chain point is caught up before it is persisted.
 
 :class:`VolatileKV` loses, on ``crash()``, every write not yet covered by a synced write,
 as a disk cache would (a synced LevelDB write syncs the log before it, so a synced write
@@ -23,10 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from consensus.raft import RaftConfig, RaftNode, Ready
+from node.validator import ValidatedBlock
 from protocol.codec import decode, encode
+from protocol.ordering import ChainPoint
 from protocol.raft import ENTRY_NORMAL, InstallSnapshot, RaftEntry, RaftMessage, RaftSnapshot
 from storage.memory import MemoryKV
 from storage.raftlog import HardState, LogEntry, RaftLogStore, SnapshotMeta
+from tests.sim.ledger import LedgerWorld, SimLedger
 
 GENESIS_DIGEST = bytes(32)
 _APP_SNAPSHOT = struct.Struct(">Q32s")
@@ -119,6 +124,13 @@ class Observer:
     on_persist: Callable[[SimNode, Ready], None] | None = None
     on_apply: Callable[[SimNode, RaftEntry, bytes], None] | None = None
     on_snapshot: Callable[[SimNode, RaftSnapshot], None] | None = None
+    # Ledger mode: a block committed (with the state hash after it), a ledger (re)opened.
+    on_block: Callable[[SimNode, ValidatedBlock, bytes], None] | None = None
+    on_ledger_open: Callable[[SimNode], None] | None = None
+
+
+class CatchUpFailed(Exception):
+    """No live, connected peer could serve the blocks a snapshot needs (nothing persisted)."""
 
 
 @dataclass
@@ -139,18 +151,32 @@ class SimNode:
     digest: bytes = GENESIS_DIGEST
     restarts: int = 0
     applied_payloads: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    # Ledger mode: the shared world, the peers a catch-up may pull blocks from (live and
+    # reachable ones, in order), and this node's ledger (rebuilt at every start).
+    ledger_world: LedgerWorld | None = None
+    peers: Callable[[SimNode], list[SimNode]] = lambda node: []
+    ledger: SimLedger | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.start()
 
     def start(self) -> None:
-        """(Re)start from what the KV durably holds: the store, then the core."""
+        """(Re)start from what the KV durably holds: the ledger, the store, then the core."""
         self.store = RaftLogStore(self.kv)
         stored = self.store.snapshot()
         self.applied_index, self.digest = 0, GENESIS_DIGEST
+        point = None
         if stored is not None:
             snap = decode(stored[1], RaftSnapshot)
-            self.applied_index, self.digest = _APP_SNAPSHOT.unpack(snap.data)
+            self.applied_index, self.digest = _APP_SNAPSHOT.unpack_from(snap.data)
+            point = snapshot_point(snap)
+        if self.ledger_world is not None:
+            self.ledger = SimLedger(self.kv, self.ledger_world, point)
+            on_block = self.observer.on_block
+            if on_block is not None:
+                self.ledger.on_block = lambda v, state_hash: on_block(self, v, state_hash)
+            if self.observer.on_ledger_open is not None:
+                self.observer.on_ledger_open(self)
         rng = random.Random(self.seed * 1_000_003 + self.restarts)
         self.core = RaftNode(self.config, self.store, rng, self.voters, self.learners)
         self.alive = True
@@ -161,7 +187,10 @@ class SimNode:
         self.restarts += 1
 
     def app_snapshot_data(self) -> bytes:
-        return _APP_SNAPSHOT.pack(self.applied_index, self.digest)
+        data = _APP_SNAPSHOT.pack(self.applied_index, self.digest)
+        if self.ledger is not None:
+            data += encode(self.ledger.point)
+        return data
 
     def compact(self, index: int | None = None) -> RaftSnapshot:
         """Snapshot the state machine at its applied index and compact the log there."""
@@ -178,6 +207,12 @@ class SimNode:
     def persist(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             snap = rd.snapshot
+            point = snapshot_point(snap)
+            if self.ledger is not None and point is not None:
+                # As node.ordering does: the blocks first, then the snapshot that needs them.
+                peers = [p.ledger for p in self.peers(self) if p.ledger is not None]
+                if self.ledger.catch_up(point, peers) is None:
+                    raise CatchUpFailed(f"no peer serves block {self.ledger.height}")
             self.store.apply_snapshot(SnapshotMeta(snap.index, snap.term), encode(snap))
         if rd.hard_state is not None or rd.entries:
             hs = rd.hard_state
@@ -192,7 +227,10 @@ class SimNode:
     def apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             snap = rd.snapshot
-            self.applied_index, self.digest = _APP_SNAPSHOT.unpack(snap.data)
+            self.applied_index, self.digest = _APP_SNAPSHOT.unpack_from(snap.data)
+            point = snapshot_point(snap)
+            if self.ledger is not None and point is not None:
+                self.ledger.point = point
             if self.observer.on_snapshot is not None:
                 self.observer.on_snapshot(self, snap)
         for entry in rd.committed_entries:
@@ -206,6 +244,14 @@ class SimNode:
                 self.applied_payloads[entry.index] = (entry.term, entry.payload)
             if self.observer.on_apply is not None:
                 self.observer.on_apply(self, entry, self.digest)
+        if self.ledger is not None:
+            self.ledger.apply(rd.committed_entries)
+
+
+def snapshot_point(snap: RaftSnapshot) -> ChainPoint | None:
+    """The chain point a ledger-mode snapshot carries after the toy state, None if none."""
+    rest = snap.data[_APP_SNAPSHOT.size :]
+    return decode(rest, ChainPoint) if rest else None
 
 
 class Network:

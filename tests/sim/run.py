@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m tests.sim.run --seeds N [--start S] [--jobs J]   # prints "N seeds, V violations"
-    python -m tests.sim.run --seed S [--verbose]                # replay one seed, with a trace
+    python -m tests.sim.run --seeds N [--start S] [--jobs J] [--ledger all|off]
+                                                   # prints "N seeds, V violations"
+    python -m tests.sim.run --seed S [--verbose]   # replay one seed, with a trace
 
 One seed fixes everything: cluster size (3 or 5 voters, maybe spare nodes), fault rates
 (message drops, duplicates, delays that reorder), crash-restarts (including crashes in the
@@ -16,6 +17,13 @@ drops and duplicates stop, and then a leader must commit a new proposal within
 ``LIVENESS_TICKS`` ticks (liveness), every member must apply it, and every acknowledged
 proposal must be applied on every member. The checkers of ``tests/sim/checkers.py`` run
 after every step. Exit status is non-zero if any seed has a violation.
+
+Ledger mode (``tests/sim/ledger.py``): in some seeds (``LEDGER_SHARE``, decided by the seed
+alone, so ``--seed S`` replays it; ``--ledger all`` or ``off`` forces it for every seed) some
+proposals carry blocks of endorsed transactions, valid and invalid, and every node validates
+and commits them; ``tests/sim/ledger_checks.py`` checks that every peer gives every block
+the same validation codes and reaches the same world-state hash after it. Ledger decisions
+draw from their own generator, so a seed without ledger mode runs exactly as before.
 """
 
 from __future__ import annotations
@@ -31,7 +39,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from consensus.raft import RaftConfig, RaftRefused, Ready, Role
+from node.validator import ValidatedBlock
+from protocol.block import code_name
 from protocol.errors import InvariantViolation
+from protocol.hashing import short_hex
 from protocol.raft import (
     ADD_LEARNER,
     PROMOTE_VOTER,
@@ -41,13 +52,16 @@ from protocol.raft import (
     RaftMessage,
 )
 from tests.sim.checkers import SafetyChecker
-from tests.sim.cluster import Network, Observer, SimNode
+from tests.sim.cluster import CatchUpFailed, Network, Observer, SimNode
+from tests.sim.ledger import BLOCK_TIME_BASE_MS, Workload, cut_block, frame_block, ledger_world
+from tests.sim.ledger_checks import LedgerChecker
 
 STEPS_PER_TICK = 4
 ELECTION_TICKS = 10
 # Chaos-phase length: 600 ticks is 60 election timeouts, room for several crashes,
-# partitions, compactions and leader changes per seed. Measured: ~0.18 s of CPU per seed,
-# so the 500 seeds of test_sim.py take ~50 s on this 2-core machine.
+# partitions, compactions and leader changes per seed. Measured: ~0.15-0.18 s of CPU per
+# seed, ~0.24 s in ledger mode, so the 500 seeds of test_sim.py (a quarter of them in
+# ledger mode) take ~45 s on this 2-core machine.
 CHAOS_TICKS = 600
 # Liveness bound once the cluster is whole again. The runner prints the slowest recovery it
 # saw (tens of ticks over 10,000 seeds); the bound leaves room for the check-quorum lease
@@ -56,6 +70,11 @@ CHAOS_TICKS = 600
 LIVENESS_TICKS = 30 * ELECTION_TICKS
 # Once the probe proposal commits, every member must apply it within this many ticks.
 CONVERGENCE_TICKS = 20 * ELECTION_TICKS
+# The share of seeds that run in ledger mode when the runner does not force it: ledger mode
+# costs a seed about half as much CPU again (signing and validating envelopes), so
+# test_sim.py runs ~125 ledger seeds of its 500; ``--ledger all`` runs every seed so.
+LEDGER_SHARE = 0.25
+LEDGER_MODES = ("seed", "all", "off")
 
 
 @dataclass(frozen=True)
@@ -96,10 +115,51 @@ class Params:
         )
 
 
+@dataclass(frozen=True)
+class LedgerParams:
+    """What one seed decides about its ledger mode."""
+
+    block_share: float  # of proposals that carry a block rather than a toy payload
+    # Raft's byte budgets grow by this factor (block entries are 5-14 KB): at 1 a block is
+    # proposed only when nothing is uncommitted; from 64 a Ready may apply several blocks.
+    bytes_scale: int
+
+    @classmethod
+    def from_seed(cls, rng: random.Random) -> LedgerParams:
+        return cls(
+            block_share=rng.choice((0.05, 0.1, 0.2)),
+            bytes_scale=rng.choice((1, 16, 64, 256)),
+        )
+
+
+def ledger_rng(seed: int) -> random.Random:
+    """The generator of a seed's ledger decisions, apart from the chaos generator."""
+    return random.Random(seed * 15_485_863 + 5)
+
+
+def uses_ledger(seed: int, mode: str = "seed") -> bool:
+    """Whether *seed* runs in ledger mode under the runner's *mode*."""
+    return _ledger_on(ledger_rng(seed).random(), mode)
+
+
+def _ledger_on(draw: float, mode: str) -> bool:
+    """Ledger mode under *mode*, given the first draw of the seed's ledger generator (made
+    in every mode, so a seed runs the same whether its mode was chosen or forced)."""
+    if mode not in LEDGER_MODES:
+        raise ValueError(f"ledger mode {mode!r} is none of {LEDGER_MODES}")
+    return mode == "all" or (mode == "seed" and draw < LEDGER_SHARE)
+
+
 class Simulation:
     """One seeded run of a cluster."""
 
-    def __init__(self, seed: int, chaos_ticks: int = CHAOS_TICKS, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        seed: int,
+        chaos_ticks: int = CHAOS_TICKS,
+        verbose: bool = False,
+        ledger: str = "seed",
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.params = Params.from_seed(self.rng)
@@ -121,6 +181,18 @@ class Simulation:
             on_apply=self.checker.on_apply,
             on_snapshot=self.checker.on_snapshot,
         )
+        self.ledger_rng = ledger_rng(seed)
+        self.ledger_params: LedgerParams | None = None
+        self.workload: Workload | None = None
+        self.ledger_checker: LedgerChecker | None = None
+        bytes_scale = 1
+        if _ledger_on(self.ledger_rng.random(), ledger):
+            self.ledger_params = LedgerParams.from_seed(self.ledger_rng)
+            bytes_scale = self.ledger_params.bytes_scale
+            self.workload = Workload(ledger_world(), seed, self.ledger_rng)
+            self.ledger_checker = LedgerChecker(self.checker.fail, self.workload.expect)
+            observer.on_block = self.on_block if verbose else self.ledger_checker.on_block
+            observer.on_ledger_open = self.ledger_checker.on_open
         count = self.params.voters + self.params.spares
         ids = [f"n{i}" for i in range(1, count + 1)]
         voters = tuple(ids[: self.params.voters])
@@ -130,17 +202,24 @@ class Simulation:
                 node_id=node_id,
                 election_ticks=ELECTION_TICKS,
                 heartbeat_ticks=1,
-                max_append_bytes=256,  # small, so batching limits bite
+                max_append_bytes=256 * bytes_scale,  # small, so batching limits bite
                 max_append_entries=8,
                 max_inflight_appends=4,  # small, so the pipelining bound bites
-                max_inflight_bytes=4096,
-                max_uncommitted_bytes=2048,
-                max_apply_bytes=512,
+                max_inflight_bytes=4096 * bytes_scale,
+                max_uncommitted_bytes=2048 * bytes_scale,
+                max_apply_bytes=512 * bytes_scale,
                 pre_vote=self.params.pre_vote,
                 check_quorum=True,
             )
             self.nodes[node_id] = SimNode(
-                node_id, voters, (), config, seed=seed * 101 + number, observer=observer
+                node_id,
+                voters,
+                (),
+                config,
+                seed=seed * 101 + number,
+                observer=observer,
+                ledger_world=ledger_world() if self.workload is not None else None,
+                peers=self.reachable_peers,
             )
         self.order = sorted(self.nodes)
         self.leader_seen: dict[str, int] = {}
@@ -163,6 +242,8 @@ class Simulation:
                 self.calm()
         except (InvariantViolation, AssertionError) as e:
             self.checker.fail(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        except Exception as e:  # a store refusing a block, a frame too small: with the seed
+            self.checker.fail(f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
         return self.checker.violations
 
     def step(self) -> None:
@@ -195,6 +276,25 @@ class Simulation:
         if ok:
             node.core.step(msg)  # type: ignore[union-attr]
 
+    def on_block(self, node: SimNode, validated: ValidatedBlock, state_hash: bytes) -> None:
+        """Check a committed block, and trace it (verbose runs)."""
+        assert self.ledger_checker is not None
+        self.ledger_checker.on_block(node, validated, state_hash)
+        codes = ",".join(code_name(c) for c in validated.codes)
+        how = "pulls" if validated.entry_index == 0 else "commits"
+        self.log(
+            f"{node.node_id} {how} block {validated.block.number} [{codes}], "
+            f"state {short_hex(state_hash)}"
+        )
+
+    def reachable_peers(self, node: SimNode) -> list[SimNode]:
+        """The live nodes *node* can reach, in order: where a catch-up pulls blocks from."""
+        return [
+            self.nodes[n]
+            for n in self.order
+            if n != node.node_id and self.nodes[n].alive and self.network.connected(n, node.node_id)
+        ]
+
     def report_snapshot(self, msg: InstallSnapshot, ok: bool) -> None:
         sender = self.nodes.get(msg.sender)
         if sender is not None and sender.alive:
@@ -205,7 +305,10 @@ class Simulation:
             rd = node.core.ready()
             crash_point = None
             if self.params.ready_crash_rate and self.rng.random() < self.params.ready_crash_rate:
-                crash_point = self.rng.choice(("before-persist", "after-persist", "after-send"))
+                points = ("before-persist", "after-persist", "after-send")
+                if self.workload is not None:
+                    points += ("after-apply",)  # its blocks are durable, Raft has not advanced
+                crash_point = self.rng.choice(points)
             self.handle_ready(node, rd, crash_point)
 
     def handle_ready(self, node: SimNode, rd: Ready, crash_point: str | None) -> None:
@@ -216,7 +319,12 @@ class Simulation:
         if crash_point == "before-persist":
             self.crash(node, crash_point)
             return
-        node.persist(rd)
+        try:
+            node.persist(rd)
+        except CatchUpFailed as e:
+            self.log(f"{node.node_id}: {e}")
+            self.crash(node, "catch-up failed")
+            return
         if crash_point == "after-persist":
             self.crash(node, crash_point)
             return
@@ -228,6 +336,9 @@ class Simulation:
             self.crash(node, crash_point)
             return
         node.apply(rd)
+        if crash_point == "after-apply":
+            self.crash(node, crash_point)
+            return
         node.core.advance(rd)
         for msg in failed_snapshots:
             self.report_snapshot(msg, False)
@@ -314,15 +425,36 @@ class Simulation:
         if leader is None:
             return None
         self.proposal_count += 1
-        payload = f"s{self.seed}p{self.proposal_count}".encode() + bytes(self.rng.randint(0, 48))
+        block = self.ledger_params is not None and (
+            self.ledger_rng.random() < self.ledger_params.block_share
+        )
+        if block:
+            payload = self.block_payload(leader)
+        else:
+            payload = f"s{self.seed}p{self.proposal_count}".encode()
+            payload += bytes(self.rng.randint(0, 48))
         position = self.try_call(lambda: leader.core.propose(payload))
         if position is None:
             self.stats["proposals refused"] += 1
             return None
         self.stats["proposals"] += 1
+        if block:
+            self.stats["blocks proposed"] += 1
         term, index = position  # type: ignore[misc]
         self.checker.proposals[(term, index)] = (leader.node_id, payload)
         return leader.node_id, term, index
+
+    def block_payload(self, leader: SimNode) -> bytes:
+        """A block cut by *leader* after the last block in its chain or log, framed."""
+        assert leader.ledger is not None and self.workload is not None
+        tail = leader.ledger.tail(leader.core.log)
+        transactions = self.workload.transactions(leader.ledger.stores.state)
+        signer = self.order.index(leader.node_id)
+        block = cut_block(
+            leader.ledger.lw, signer, tail, transactions, BLOCK_TIME_BASE_MS + self.now
+        )
+        self.log(f"{leader.node_id} cuts block {block.number} of {len(transactions)} txs")
+        return frame_block(block)
 
     def change_membership(self) -> None:
         leader = self.leader()
@@ -404,6 +536,15 @@ class Simulation:
             if self.checker.violations:
                 return
         self.checker.check_acked_everywhere([self.nodes[m] for m in members])
+        if self.ledger_checker is not None:
+            self.ledger_checker.check_final([self.nodes[m] for m in members])
+            self.stats["blocks committed"] = len(self.ledger_checker.blocks) - 1
+            self.stats["block commits on nodes"] = self.ledger_checker.commits
+            self.stats["blocks pulled in catch-ups"] = self.ledger_checker.pulled
+            self.stats["ledgers reopened"] = self.ledger_checker.opened - len(self.nodes)
+            assert self.workload is not None
+            for kind, count in self.workload.kinds.items():
+                self.stats[f"txs {kind}"] = count
 
     def _leader_text(self) -> str:
         parts = []
@@ -433,9 +574,9 @@ def _calm(p: Params) -> Params:
     )
 
 
-def run_seed(seed: int, verbose: bool = False) -> list[str]:
+def run_seed(seed: int, verbose: bool = False, ledger: str = "seed") -> list[str]:
     """The violations of one seed (empty if it passed)."""
-    sim = Simulation(seed, verbose=verbose)
+    sim = Simulation(seed, verbose=verbose, ledger=ledger)
     violations = sim.run()
     if verbose:
         for line in sim.trace:
@@ -443,28 +584,33 @@ def run_seed(seed: int, verbose: bool = False) -> list[str]:
     return violations
 
 
-def replay_hint(seed: int) -> str:
-    return f"replay: python -m tests.sim.run --seed {seed} --verbose"
+def replay_hint(seed: int, ledger: str = "seed") -> str:
+    forced = "" if ledger == "seed" else f" --ledger {ledger}"
+    return f"replay: python -m tests.sim.run --seed {seed}{forced} --verbose"
 
 
-def _run_one(seed: int) -> tuple[list[str], int]:
-    sim = Simulation(seed)
+def _run_one(seed: int, ledger: str = "seed") -> tuple[list[str], int]:
+    sim = Simulation(seed, ledger=ledger)
     violations = sim.run()
     return violations, sim.stats["liveness ticks max"]
 
 
-def run_seeds(start: int, count: int, jobs: int = 1) -> dict[int, list[str]]:
+def run_seeds(start: int, count: int, jobs: int = 1, ledger: str = "seed") -> dict[int, list[str]]:
     """Violations by seed, for seeds start .. start + count - 1."""
-    return _run_seeds(start, count, jobs)[0]
+    return _run_seeds(start, count, jobs, ledger)[0]
 
 
-def _run_seeds(start: int, count: int, jobs: int) -> tuple[dict[int, list[str]], int]:
+def _run_seeds(
+    start: int, count: int, jobs: int, ledger: str = "seed"
+) -> tuple[dict[int, list[str]], int]:
     seeds = list(range(start, start + count))
+    modes = [ledger] * count
     if jobs <= 1:
-        results = [_run_one(s) for s in seeds]
+        results = [_run_one(s, ledger) for s in seeds]
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_run_one, seeds, chunksize=max(1, count // (jobs * 8))))
+            chunksize = max(1, count // (jobs * 8))
+            results = list(pool.map(_run_one, seeds, modes, chunksize=chunksize))
     failed = {seed: v for seed, (v, _) in zip(seeds, results, strict=True) if v}
     return failed, max((ticks for _, ticks in results), default=0)
 
@@ -476,9 +622,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="replay one seed")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--verbose", action="store_true", help="print the trace of --seed")
+    parser.add_argument(
+        "--ledger",
+        choices=LEDGER_MODES,
+        default="seed",
+        help="ledger mode: as each seed decides (default), in every seed, or in none",
+    )
     args = parser.parse_args(argv)
     if args.seed is not None:
-        violations = run_seed(args.seed, verbose=args.verbose)
+        violations = run_seed(args.seed, verbose=args.verbose, ledger=args.ledger)
         for v in violations:
             print(f"seed {args.seed}: {v}")
         print(f"1 seeds, {len(violations)} violations")
@@ -486,12 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is None:
         parser.error("give --seeds N or --seed S")
     began = time.perf_counter()
-    failed, liveness_ticks_max = _run_seeds(args.start, args.seeds, args.jobs)
+    failed, liveness_ticks_max = _run_seeds(args.start, args.seeds, args.jobs, args.ledger)
     total = 0
     for seed in sorted(failed):
         for v in failed[seed]:
             print(f"seed {seed}: {v}")
-        print(f"seed {seed}: {replay_hint(seed)}")
+        print(f"seed {seed}: {replay_hint(seed, args.ledger)}")
         total += len(failed[seed])
     print(f"{args.seeds} seeds, {total} violations", flush=True)
     print(
