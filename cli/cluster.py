@@ -6,9 +6,10 @@ import contextlib
 import json
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -41,6 +42,21 @@ network_option = click.option(
     help="The network directory.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click decorators as one, applied as if stacked in the order given."""
+
+    def apply(f: F) -> F:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
 # Who signs what a command sends: an organisation's admin (see admin_identity).
 admin_org_option = click.option(
     "--org", default=None, help="Sign as this org's admin (default: the first hospital)."

@@ -31,6 +31,7 @@ from cli.cluster import (
     admin_passphrase_option,
     json_option,
     network_option,
+    options,
 )
 from cli.errors import EXIT_CHECK_FAILED, fail, passphrase_from_env
 from cli.tx import endorse_and_submit, evaluate, peer_node
@@ -46,6 +47,16 @@ from protocol.errors import MedledgerError
 ROLES = ("admin", "doctor", "nurse", "patient")
 SECRET_BYTES = 24  # 192 random bits: the on-chain sha256 of it cannot be guessed back
 node_option = click.option("--node", default=None, help="Use this peer (default: the first).")
+
+
+_admin_on_subject = options(
+    network_option,
+    click.argument("subject"),
+    admin_org_option,
+    node_option,
+    admin_passphrase_option,
+    json_option,
+)
 
 
 @click.group("identity")
@@ -177,12 +188,7 @@ def enroll(
 
 
 @identity_group.command("revoke")
-@network_option
-@click.argument("subject")
-@admin_org_option
-@node_option
-@admin_passphrase_option
-@json_option
+@_admin_on_subject
 def revoke(
     network: Path,
     subject: str,
@@ -204,12 +210,7 @@ def revoke(
 
 
 @identity_group.command("show")
-@network_option
-@click.argument("subject")
-@admin_org_option
-@node_option
-@admin_passphrase_option
-@json_option
+@_admin_on_subject
 def show(
     network: Path,
     subject: str,

@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cli.cluster import (
+    F,
     admin_identity,
     admin_org_option,
     admin_passphrase_option,
     json_option,
     network_option,
+    options,
     pick_node,
 )
 from cli.errors import EXIT_CHECK_FAILED, fail, passphrase_from_env
@@ -65,21 +68,28 @@ def signer(
     return key, cert_to_der(read_cert(identity / "cert.pem"))
 
 
+def _call_options(node_help: str) -> Callable[[F], F]:
+    """What query and invoke share: CONTRACT FUNCTION [ARG]..., who signs, which node."""
+    return options(
+        network_option,
+        click.argument("contract"),
+        click.argument("function"),
+        click.argument("args", nargs=-1),
+        admin_org_option,
+        identity_option,
+        click.option("--node", default=None, help=node_help),
+        admin_passphrase_option,
+        json_option,
+    )
+
+
 @click.group("tx")
 def tx_group() -> None:
     """Run contract functions."""
 
 
 @tx_group.command("query")
-@network_option
-@click.argument("contract")
-@click.argument("function")
-@click.argument("args", nargs=-1)
-@admin_org_option
-@identity_option
-@click.option("--node", default=None, help="Ask this endorsing peer (default: the first).")
-@admin_passphrase_option
-@json_option
+@_call_options("Ask this endorsing peer (default: the first).")
 def query(
     network: Path,
     contract: str,
@@ -123,15 +133,7 @@ def query(
 
 
 @tx_group.command("invoke")
-@network_option
-@click.argument("contract")
-@click.argument("function")
-@click.argument("args", nargs=-1)
-@admin_org_option
-@identity_option
-@click.option("--node", default=None, help="Use this peer's gateway (default: the first peer).")
-@admin_passphrase_option
-@json_option
+@_call_options("Use this peer's gateway (default: the first peer).")
 def invoke(
     network: Path,
     contract: str,
