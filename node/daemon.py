@@ -188,6 +188,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         endorse_locally=ordering.endorse,
         client_ctx=tls.client,
         metrics=metrics,
+        revoked=revoked,
     )
     events = EventHub(stores.blocks)
     ordering.on_block = events.publish

@@ -57,9 +57,11 @@ class Gateway:
         endorse_locally: Callable[[bytes], bytes],
         client_ctx: ssl.SSLContext,
         metrics: Metrics,
+        revoked: Callable[[], frozenset[int]] = frozenset,
         deadline_s: float = ENDORSE_DEADLINE_S,
     ) -> None:
         self.node_id = node_id
+        self._revoked = revoked
         self._network = network
         self._trust = trust
         self._endorse_locally = endorse_locally
@@ -151,7 +153,8 @@ class Gateway:
             return decode(body, EndorseReply)
 
     def _signed_by(self, member: MemberConfig, answer: EndorseReply) -> bool:
-        """Whether *answer* carries *member*'s own valid endorsement of its response."""
+        """Whether *answer* carries *member*'s own valid endorsement of its response, by a
+        certificate that is not revoked (validators would not count it either)."""
         if len(answer.endorsements) != 1:
             return False
         endorsement = answer.endorsements[0]
@@ -160,7 +163,10 @@ class Gateway:
         try:
             trust = self._trust()
             identity = trust.validate(
-                member.node_cert, at=datetime.now(UTC), purpose=Purpose.SIGNING
+                member.node_cert,
+                at=datetime.now(UTC),
+                revoked=self._revoked(),
+                purpose=Purpose.SIGNING,
             )
             trust.verify_signature(identity, encode(answer.response), endorsement.signature)
         except RemoteError:
