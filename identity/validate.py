@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from identity.certs import ID_CHARS, PARSE_ERRORS, ROLES, cert_from_der
-from identity.keys import CURVE_NAME, VerifyingKey
+from identity.keys import CURVE_NAME, SigningKey, VerifyingKey
 from protocol import limits
 from protocol.errors import CertificateError, LocalError
 
@@ -357,16 +357,24 @@ class TrustStore:
         """
         if not isinstance(signature, bytes) or len(signature) > limits.SIGNATURE_BYTES_MAX:
             identity.public_key.verify(data, signature)  # raises the precise SignatureError
-        der = identity.public_key.to_der()
-        digest = hashlib.sha256(
-            len(der).to_bytes(4, "big") + der + len(signature).to_bytes(4, "big") + signature + data
-        ).digest()
+        digest = _signature_digest(identity.public_key, data, signature)
         with self._signatures_lock:
             if digest in self._good_signatures:
                 self._good_signatures.move_to_end(digest)
                 return
             self.signatures_verified += 1
         identity.public_key.verify(data, signature)
+        self._remember(digest)
+
+    def sign_remembered(self, key: SigningKey, data: bytes) -> bytes:
+        """*key*'s signature over *data*, remembered as verified: a node need not verify
+        what it signed itself when the signature comes back to it (its endorsement in a
+        block it validates)."""
+        signature = key.sign(data)
+        self._remember(_signature_digest(key.public_key, data, signature))
+        return signature
+
+    def _remember(self, digest: bytes) -> None:
         with self._signatures_lock:
             self._good_signatures[digest] = None
             if len(self._good_signatures) > SIGNATURE_MEMO_MAX:
@@ -445,6 +453,14 @@ def _check_usage(cert: x509.Certificate, purpose: Purpose) -> None:
             f"certificate extended key usage lacks {_EKU_NAMES[wanted]}"
             f" (needed for {purpose.value})"
         )
+
+
+def _signature_digest(key: VerifyingKey, data: bytes, signature: bytes) -> bytes:
+    """What the signature memo remembers of a (key, data, signature) triple."""
+    der = key.to_der()
+    return hashlib.sha256(
+        len(der).to_bytes(4, "big") + der + len(signature).to_bytes(4, "big") + signature + data
+    ).digest()
 
 
 def verify_signed(identity_or_key: Identity | VerifyingKey, data: bytes, signature: bytes) -> None:

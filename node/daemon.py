@@ -185,7 +185,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         node_id=config.node_id,
         network=lambda: ordering.network,
         trust=lambda: ordering.trust,
-        endorse_locally=ordering.endorse,
+        endorse_locally=ordering.endorse_signed,
         client_ctx=tls.client,
         metrics=metrics,
         revoked=revoked,

@@ -96,6 +96,5 @@ def endorse(
     )
     if sim.status != 200:
         return EndorserOutcome(response, None)
-    return EndorserOutcome(
-        response, Endorsement(endorser=cert_der, signature=key.sign(encode(response)))
-    )
+    signature = trust.sign_remembered(key, encode(response))
+    return EndorserOutcome(response, Endorsement(endorser=cert_der, signature=signature))

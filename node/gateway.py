@@ -54,7 +54,7 @@ class Gateway:
         node_id: str,
         network: Callable[[], NetworkConfig],
         trust: Callable[[], TrustStore],
-        endorse_locally: Callable[[bytes], bytes],
+        endorse_locally: Callable[[SignedProposal], EndorseReply],
         client_ctx: ssl.SSLContext,
         metrics: Metrics,
         revoked: Callable[[], frozenset[int]] = frozenset,
@@ -97,7 +97,7 @@ class Gateway:
         members = endorsing_members(self._network())
         session = self._client_session()
         answers = await asyncio.gather(
-            *(self._ask(session, m, raw) for m in members), return_exceptions=True
+            *(self._ask(session, m, raw, signed) for m in members), return_exceptions=True
         )
         replies: list[Reply] = []
         decoded: dict[str, EndorseReply] = {}
@@ -108,8 +108,9 @@ class Gateway:
             if isinstance(answer, BaseException):
                 continue  # missing: refused, unreachable or too slow
             decoded[member.node_id] = answer
+            response = encode(answer.response)
             replies.append(
-                Reply(member.node_id, encode(answer.response), self._signed_by(member, answer))
+                Reply(member.node_id, response, self._signed_by(member, answer, response))
             )
         outcome = gather(replies, [m.node_id for m in members])
         if outcome.diverging:
@@ -136,12 +137,15 @@ class Gateway:
         )
 
     async def _ask(
-        self, session: aiohttp.ClientSession, member: MemberConfig, raw: bytes
+        self,
+        session: aiohttp.ClientSession,
+        member: MemberConfig,
+        raw: bytes,
+        signed: SignedProposal,
     ) -> EndorseReply:
-        if member.node_id == self.node_id:
+        if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
             loop = asyncio.get_running_loop()
-            local = await loop.run_in_executor(None, self._endorse_locally, raw)
-            return decode(local, EndorseReply)
+            return await loop.run_in_executor(None, self._endorse_locally, signed)
         url = f"https://{member.host}:{member.api_port}/v1/endorse"
         headers = {"Content-Type": "application/msgpack"}
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:
@@ -152,8 +156,8 @@ class Gateway:
                 )
             return decode(body, EndorseReply)
 
-    def _signed_by(self, member: MemberConfig, answer: EndorseReply) -> bool:
-        """Whether *answer* carries *member*'s own valid endorsement of its response, by a
+    def _signed_by(self, member: MemberConfig, answer: EndorseReply, response: bytes) -> bool:
+        """Whether *answer* carries *member*'s own valid endorsement of its *response* bytes, by a
         certificate that is not revoked (validators would not count it either)."""
         if len(answer.endorsements) != 1:
             return False
@@ -168,7 +172,7 @@ class Gateway:
                 revoked=self._revoked(),
                 purpose=Purpose.SIGNING,
             )
-            trust.verify_signature(identity, encode(answer.response), endorsement.signature)
+            trust.verify_signature(identity, response, endorsement.signature)
         except RemoteError:
             return False
         return True

@@ -772,10 +772,14 @@ class OrderingNode:
     def endorse(self, raw: bytes) -> bytes:
         """Endorse a client's signed proposal (msgpack SignedProposal) against this node's
         committed state; the canonical EndorseReply bytes (RemoteError if refused)."""
+        signed = decode(raw, SignedProposal, max_bytes=limits.ENVELOPE_BYTES_MAX)
+        return encode(self.endorse_signed(signed))
+
+    def endorse_signed(self, signed: SignedProposal) -> EndorseReply:
+        """:meth:`endorse` for a proposal already decoded (the gateway's own endorser)."""
         member = self.network.member(self.node_id)
         if member is None or not member.endorser:
             raise ProposalRefused(f"{self.node_id} is not an endorser")
-        signed = decode(raw, SignedProposal, max_bytes=limits.ENVELOPE_BYTES_MAX)
         state = self.stores.state
         outcome = endorse(
             signed,
@@ -793,7 +797,7 @@ class OrderingNode:
         endorsements = () if outcome.endorsement is None else (outcome.endorsement,)
         if self._endorser_fault and endorsements:
             response, endorsements = self._lie(response, endorsements[0])
-        return encode(EndorseReply(response=response, endorsements=endorsements))
+        return EndorseReply(response=response, endorsements=endorsements)
 
     def _lie(
         self, response: ProposalResponse, endorsement: Endorsement

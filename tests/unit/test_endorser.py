@@ -162,3 +162,22 @@ def test_a_contract_whose_code_differs_from_the_pin_is_refused(world: World) -> 
             cert_der=world.cert("northgate"),
             at=AT,
         )
+
+
+def test_an_endorser_never_verifies_its_own_endorsement_again(world: World) -> None:
+    """The node remembers what it signed: when its endorsement comes back in a block, the
+    check is a memo hit, while another node's endorsement still costs a verification."""
+    sp = signed(world, proposal(world))
+    mine = run(world, sp, "northgate")
+    theirs = run(world, sp, "riverside")
+    assert mine.endorsement is not None and theirs.endorsement is not None
+    response = encode(mine.response)
+    me = world.trust.validate(world.cert("northgate"), at=AT)
+    other = world.trust.validate(world.cert("riverside"), at=AT)
+    before = world.trust.signatures_verified
+    world.trust.verify_signature(me, response, mine.endorsement.signature)
+    assert world.trust.signatures_verified == before
+    # (riverside signed through the same trust store here, so use a fresh signature of it)
+    fresh = world.keys["riverside"].sign(response)
+    world.trust.verify_signature(other, response, fresh)
+    assert world.trust.signatures_verified == before + 1

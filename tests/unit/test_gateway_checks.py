@@ -10,6 +10,8 @@ import pytest
 
 from node.gateway import Gateway
 from node.metrics import Metrics
+from protocol.codec import encode
+from protocol.config import MemberConfig
 from protocol.transaction import EndorseReply
 from tests.unit.endorsed_world import World, make_world
 
@@ -24,7 +26,7 @@ def _gateway(world: World, revoked: frozenset[int] = frozenset()) -> Gateway:
         node_id="northgate",
         network=lambda: world.config,
         trust=lambda: world.trust,
-        endorse_locally=lambda raw: b"",
+        endorse_locally=lambda signed: _reply(world, "northgate"),
         client_ctx=ssl.create_default_context(),
         metrics=Metrics(),
         revoked=lambda: revoked,
@@ -36,22 +38,26 @@ def _reply(world: World, node: str) -> EndorseReply:
     return EndorseReply(response=tx.response, endorsements=tx.endorsements)
 
 
+def _signed_by(gateway: Gateway, member: MemberConfig, reply: EndorseReply) -> bool:
+    return gateway._signed_by(member, reply, encode(reply.response))
+
+
 def test_a_members_own_valid_endorsement_counts(world: World) -> None:
     member = world.config.member("riverside")
     assert member is not None
-    assert _gateway(world)._signed_by(member, _reply(world, "riverside"))
+    assert _signed_by(_gateway(world), member, _reply(world, "riverside"))
 
 
 def test_another_members_forged_or_revoked_endorsement_does_not(world: World) -> None:
     member = world.config.member("riverside")
     assert member is not None
     gateway = _gateway(world)
-    assert not gateway._signed_by(member, _reply(world, "stmarys"))  # someone else's
+    assert not _signed_by(gateway, member, _reply(world, "stmarys"))  # someone else's
     reply = _reply(world, "riverside")
     forged = dataclasses.replace(
         reply.endorsements[0], signature=world.keys["riverside"].sign(b"something else")
     )
-    assert not gateway._signed_by(member, dataclasses.replace(reply, endorsements=(forged,)))
-    assert not gateway._signed_by(member, dataclasses.replace(reply, endorsements=()))
+    assert not _signed_by(gateway, member, dataclasses.replace(reply, endorsements=(forged,)))
+    assert not _signed_by(gateway, member, dataclasses.replace(reply, endorsements=()))
     revoked = _gateway(world, frozenset({world.serials["riverside"]}))
-    assert not revoked._signed_by(member, reply)
+    assert not _signed_by(revoked, member, reply)
