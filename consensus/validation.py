@@ -5,6 +5,8 @@ and the revocation list come in as arguments, so all peers reach the same codes.
 For an :class:`protocol.transaction.Envelope`, in this order (the first failure is its code):
 
 1. the proposal names this network (WRONG_NETWORK);
+1a. it carries at least q endorsements at all (ENDORSEMENT_POLICY_FAILURE): a cheap count
+    that spares a signature check on envelopes that can never be valid;
 2. the creator's certificate validates at the block's time and is not revoked, and the
    creator's signature covers the transaction (BAD_CREATOR);
 3. its tx_id is neither in the chain nor earlier in this block (DUPLICATE_TXID);
@@ -27,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from consensus.config_change import update_problem
-from consensus.endorse import endorsement_problem
+from consensus.endorse import endorsement_problem, endorsing_members, quorum_size
 from identity.validate import Purpose, TrustStore
 from protocol.block import ValidationCode
 from protocol.codec import encode
@@ -126,6 +128,12 @@ def _envelope_problem(
     proposal = tx.proposal
     if proposal.network_id != config.network_id:
         return ValidationCode.WRONG_NETWORK, "the proposal names another network"
+    needed = quorum_size(len(endorsing_members(config)) or 1)
+    if len(tx.endorsements) < needed:
+        return (
+            ValidationCode.ENDORSEMENT_POLICY_FAILURE,
+            f"{len(tx.endorsements)} endorsements of the {needed} needed",
+        )
     try:
         creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
         trust.verify_signature(creator, encode(tx), envelope.signature)

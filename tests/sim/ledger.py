@@ -307,7 +307,9 @@ _FIRST_CODES = {
     "bad-creator": frozenset({Code.BAD_CREATOR}),
 }
 # Kinds whose failure is checked before duplicates: a replay fails the same way again.
-_FAIL_BEFORE_DUPLICATES = ("wrong-network", "bad-creator")
+# Checked before duplicates (consensus.validation): the network, the endorsement count, the
+# creator.
+_FAIL_BEFORE_DUPLICATES = ("wrong-network", "few", "bad-creator")
 _KIND_WEIGHTS = (
     ("write", 30),
     ("delete", 4),

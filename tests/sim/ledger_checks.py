@@ -7,9 +7,9 @@ As blocks are committed (applied from Raft entries or pulled during a catch-up):
 * state agreement: every node's world-state hash after each block is the same;
 * the codes are right: a transaction's first appearance in the chain gets a code its kind
   allows (a valid write VALID, a forged endorsement ENDORSEMENT_POLICY_FAILURE, ...), and a
-  later appearance of its tx_id DUPLICATE_TXID (or the network or creator failure that is
-  checked before duplicates). Agreement alone would pass a validator that is wrong on
-  every peer alike.
+  later appearance of its tx_id DUPLICATE_TXID (or the network, endorsement-count or
+  creator failure that is checked before duplicates). Agreement alone would pass a
+  validator that is wrong on every peer alike.
 
 When a node (re)starts, its chain tip and state hash must be those recorded for its height,
 and at the end of a run every live member is checked again from its KV.

@@ -165,3 +165,14 @@ def test_validation_is_a_function_of_its_inputs(world: World) -> None:
         Code.ENDORSEMENT_POLICY_FAILURE,
         Code.MVCC_READ_CONFLICT,
     )
+
+
+def test_too_few_endorsements_are_refused_before_any_signature_is_checked(world: World) -> None:
+    """A count is cheaper than a verification: an envelope that can never reach q (an
+    opaque payload, say) costs no ECDSA check, even with a forged creator signature."""
+    few = world.envelope(world.transaction(QUORUM[:2]), key=SigningKey.generate())
+    before = world.trust.signatures_verified
+    verdict = run(world, [few])
+    assert verdict.codes == (Code.ENDORSEMENT_POLICY_FAILURE,)
+    assert verdict.reasons == ("2 endorsements of the 3 needed",)
+    assert world.trust.signatures_verified == before
