@@ -107,6 +107,7 @@ from raft_vs_etcd import (
     Worker,
     _on_sigterm,
     _StartGate,
+    add_run_options,
     loadgen_procs_for,
     machine_busy_pct,
     machine_times,
@@ -923,26 +924,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--floor-seconds", type=float, default=1.5, help="time for each floor (verify, sign)"
     )
     parser.add_argument(
-        "--loadgen-procs",
-        default="auto",
-        help="load generator processes per run (auto: 1, more if one saturates a core)",
-    )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="before each run, wait up to S seconds until nothing else uses the CPU",
-    )
-    parser.add_argument(
         "--profile", action="store_true", help="one more run with py-spy sampling a node"
     )
     parser.add_argument(
         "--profile-node", default=None, help="the node to profile (default: the first peer)"
     )
-    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")

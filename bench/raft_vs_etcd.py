@@ -605,6 +605,26 @@ def print_table(runs: list[Run], versions: dict[str, str], busy: float) -> None:
 # === main ======================================================================================
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every load benchmark here shares: load generator processes, waiting for
+    a quiet machine, JSON output, keeping the temp dir, and the hidden worker mode."""
+    parser.add_argument(
+        "--loadgen-procs",
+        default="auto",
+        help="load generator processes per run (auto: 1, more if one saturates a core)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run, wait up to S seconds until nothing else uses the CPU",
+    )
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="each measured run")
@@ -621,21 +641,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="which systems, in order (default etcd,ours3,ours5)",
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run per system")
-    parser.add_argument(
-        "--loadgen-procs",
-        default="auto",
-        help="load generator processes per run (auto: 1, more if one saturates a core)",
-    )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="before each run, wait up to S seconds until nothing else uses the CPU",
-    )
-    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     for system in args.systems:
         if system != "etcd" and not (system.startswith("ours") and system[4:].isdigit()):

@@ -34,13 +34,12 @@ from cli.cluster import (
     options,
 )
 from cli.errors import EXIT_CHECK_FAILED, fail, passphrase_from_env
-from cli.tx import endorse_and_submit, evaluate, peer_node
+from cli.tx import Caller, peer_client
 from identity.certs import CertificateAuthority, cert_to_der
 from identity.enrolment import issue_enrolment_cert, make_csr, secret_hash
 from identity.keys import EncryptionKey, SigningKey
 from identity.keystore import read_cert, read_signing_key, write_cert, write_private_key
-from node.client import NodeClient, network_ssl_context
-from node.supervisor import api_url
+from node.bootstrap import network_id_of
 from protocol.block import ValidationCode
 from protocol.errors import MedledgerError
 
@@ -64,22 +63,9 @@ def identity_group() -> None:
     """Register, enrol, revoke and show the people of the network."""
 
 
-def _client(network: Path, node: str | None) -> NodeClient:
-    return NodeClient(api_url(peer_node(network, node)), network_ssl_context(network))
-
-
-def _invoke(
-    network: Path,
-    node: str | None,
-    key: SigningKey,
-    cert: bytes,
-    function: str,
-    *args: bytes,
-) -> dict[str, Any]:
+def _invoke(caller: Caller, function: str, *args: bytes) -> dict[str, Any]:
     """Run a registry function through the gateway; fail unless it commits VALID."""
-    _, result = endorse_and_submit(
-        _client(network, node), network, key, cert, "registry", function, args
-    )
+    _, result = caller.invoke("registry", function, args)
     if result["code"] != ValidationCode.VALID:
         fail(f"{result['status']}: {result['reason']}", code=EXIT_CHECK_FAILED)
     return result
@@ -106,12 +92,9 @@ def register(
     its one-time enrolment secret."""
     secret = secrets.token_urlsafe(SECRET_BYTES)
     try:
-        key, cert = admin_identity(network, org, passphrase_env)
+        admin = Caller.open(network, node, *admin_identity(network, org, passphrase_env))
         result = _invoke(
-            network,
-            node,
-            key,
-            cert,
+            admin,
             "register",
             subject.encode("utf-8"),
             role.encode("ascii"),
@@ -153,7 +136,7 @@ def enroll(
         fail(f"the variable {secret_env} holding the enrolment secret is empty or unset")
     out = out or network / "people" / subject
     try:
-        client = _client(network, node)
+        target, client = peer_client(network, node)
         entry = client.state_info("registry", b"id/" + subject.encode("utf-8"))
         if entry is None:
             fail(f"{subject} is not registered", code=EXIT_CHECK_FAILED)
@@ -172,9 +155,9 @@ def enroll(
         write_cert(out / "cert.pem", cert)
         encryption = EncryptionKey.generate()
         write_private_key(out / "encryption.key", encryption, passphrase)
-        der = cert_to_der(cert)
-        enrolled = _invoke(network, node, signing, der, "enroll", secret)
-        _invoke(network, node, signing, der, "set_encryption_key", encryption.public_point())
+        person = Caller(target, client, network_id_of(network), signing, cert_to_der(cert))
+        enrolled = _invoke(person, "enroll", secret)
+        _invoke(person, "set_encryption_key", encryption.public_point())
     except MedledgerError as e:
         fail(str(e))
     if as_json:
@@ -199,8 +182,8 @@ def revoke(
 ) -> None:
     """Revoke SUBJECT: its certificate can no longer submit or endorse anywhere."""
     try:
-        key, cert = admin_identity(network, org, passphrase_env)
-        result = _invoke(network, node, key, cert, "revoke", subject.encode("utf-8"))
+        admin = Caller.open(network, node, *admin_identity(network, org, passphrase_env))
+        result = _invoke(admin, "revoke", subject.encode("utf-8"))
     except MedledgerError as e:
         fail(str(e))
     if as_json:
@@ -221,10 +204,8 @@ def show(
 ) -> None:
     """Show SUBJECT's on-chain record; exit 1 if there is none."""
     try:
-        key, cert = admin_identity(network, org, passphrase_env)
-        response = evaluate(
-            _client(network, node), network, key, cert, "registry", "show", (subject.encode(),)
-        )
+        admin = Caller.open(network, node, *admin_identity(network, org, passphrase_env))
+        response = admin.evaluate("registry", "show", (subject.encode("utf-8"),)).response
     except MedledgerError as e:
         fail(str(e))
     if response.status != 200:

@@ -9,6 +9,7 @@ committed block. Arguments are passed as UTF-8 bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -44,7 +45,6 @@ from protocol.transaction import (
     EndorseReply,
     Envelope,
     Proposal,
-    ProposalResponse,
     SignedProposal,
     Transaction,
 )
@@ -62,8 +62,7 @@ def signer(
 ) -> tuple[SigningKey, bytes]:
     """The key and certificate a command signs with: an enrolled person's, or an admin's."""
     if identity is None:
-        key, cert = admin_identity(network, org, passphrase_env)
-        return key, cert
+        return admin_identity(network, org, passphrase_env)  # type: ignore[no-any-return]
     key = read_signing_key(identity / "signing.key", passphrase_from_env(passphrase_env))
     return key, cert_to_der(read_cert(identity / "cert.pem"))
 
@@ -104,10 +103,8 @@ def query(
     """Evaluate CONTRACT FUNCTION ARGS on one peer without ordering it; exit 1 unless the
     contract answered 200."""
     try:
-        target = peer_node(network, node)
-        key, cert = signer(network, org, identity, passphrase_env)
-        client = NodeClient(api_url(target), network_ssl_context(network))
-        reply = evaluate_reply(client, network, key, cert, contract, function, _utf8(args))
+        caller = Caller.open(network, node, *signer(network, org, identity, passphrase_env))
+        reply = caller.evaluate(contract, function, _utf8(args))
     except MedledgerError as e:
         fail(str(e))
     response = reply.response
@@ -116,7 +113,7 @@ def query(
         click.echo(
             json.dumps(
                 {
-                    "node": target.node_id,
+                    "node": caller.node.node_id,
                     "status": response.status,
                     "message": response.message,
                     "result": result,
@@ -127,7 +124,7 @@ def query(
     elif response.status == 200:
         click.echo(result)
     else:
-        click.echo(f"{target.node_id}: {response.status} {response.message}", err=True)
+        click.echo(f"{caller.node.node_id}: {response.status} {response.message}", err=True)
     if response.status != 200:
         raise SystemExit(1)
 
@@ -148,13 +145,9 @@ def invoke(
     """Endorse CONTRACT FUNCTION ARGS on a quorum of peers, order it and wait for its
     validation; exit 1 unless it committed VALID."""
     try:
-        target = peer_node(network, node)
-        key, cert = signer(network, org, identity, passphrase_env)
-        client = NodeClient(api_url(target), network_ssl_context(network))
+        caller = Caller.open(network, node, *signer(network, org, identity, passphrase_env))
         started = time.perf_counter()
-        transaction, result = endorse_and_submit(
-            client, network, key, cert, contract, function, _utf8(args)
-        )
+        transaction, result = caller.invoke(contract, function, _utf8(args))
         elapsed_ms = (time.perf_counter() - started) * 1000
     except MedledgerError as e:
         fail(str(e))
@@ -213,81 +206,61 @@ def show(network: Path, tx_id: str, node: str | None, as_json: bool) -> None:
     click.echo(f"  rw set      {info['reads']} reads, {info['writes']} writes")
 
 
-def peer_node(network: Path, node: str | None) -> NodeEntry:
-    """The named node, or the network's first hospital peer."""
+def peer_client(network: Path, node: str | None) -> tuple[NodeEntry, NodeClient]:
+    """The named node, or the network's first hospital peer, and a client of its API."""
     if node is None:
         node = next((e.node_id for e in load_network(network) if e.role == "peer"), None)
-    return pick_node(network, node)
+    target = pick_node(network, node)
+    return target, NodeClient(api_url(target), network_ssl_context(network))
 
 
-def endorse_and_submit(
-    client: NodeClient,
-    network: Path,
-    key: SigningKey,
-    cert: bytes,
-    contract: str,
-    function: str,
-    args: tuple[bytes, ...],
-) -> tuple[Transaction, dict[str, Any]]:
-    """Have *client*'s gateway endorse CONTRACT FUNCTION ARGS signed with *key*, sign the
-    transaction, submit it and wait for the commit: the transaction and the node's answer
-    (block, index, code, status, reason)."""
-    signed = _signed_proposal(network, key, cert, contract, function, args)
-    transaction = decode(client.gateway_endorse(encode(signed)), Transaction)
-    envelope = Envelope(transaction=transaction, signature=key.sign(encode(transaction)))
-    return transaction, client.submit(encode(envelope))
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who calls contracts (a key and its certificate) and through which peer."""
 
+    node: NodeEntry
+    client: NodeClient
+    network_id: str
+    key: SigningKey
+    cert: bytes
 
-def evaluate_reply(
-    client: NodeClient,
-    network: Path,
-    key: SigningKey,
-    cert: bytes,
-    contract: str,
-    function: str,
-    args: tuple[bytes, ...],
-) -> EndorseReply:
-    """Have *client*'s peer simulate CONTRACT FUNCTION ARGS (signed with *key*); its reply."""
-    signed = _signed_proposal(network, key, cert, contract, function, args)
-    return decode(client.endorse(encode(signed)), EndorseReply)
+    @classmethod
+    def open(cls, network: Path, node: str | None, key: SigningKey, cert: bytes) -> Caller:
+        """A caller signing with *key* through *node* (default: the first hospital peer)."""
+        return cls(*peer_client(network, node), network_id_of(network), key, cert)
 
+    def evaluate(self, contract: str, function: str, args: tuple[bytes, ...]) -> EndorseReply:
+        """The peer's simulation of CONTRACT FUNCTION ARGS; nothing is ordered."""
+        return decode(
+            self.client.endorse(encode(self._signed(contract, function, args))), EndorseReply
+        )
 
-def evaluate(
-    client: NodeClient,
-    network: Path,
-    key: SigningKey,
-    cert: bytes,
-    contract: str,
-    function: str,
-    args: tuple[bytes, ...],
-) -> ProposalResponse:
-    """The response of :func:`evaluate_reply`."""
-    return evaluate_reply(client, network, key, cert, contract, function, args).response
+    def invoke(
+        self, contract: str, function: str, args: tuple[bytes, ...]
+    ) -> tuple[Transaction, dict[str, Any]]:
+        """Have the peer's gateway endorse CONTRACT FUNCTION ARGS, sign the transaction,
+        submit it and wait for the commit: the transaction and the node's answer (block,
+        index, code, status, reason)."""
+        signed = self._signed(contract, function, args)
+        transaction = decode(self.client.gateway_endorse(encode(signed)), Transaction)
+        envelope = Envelope(transaction=transaction, signature=self.key.sign(encode(transaction)))
+        return transaction, self.client.submit(encode(envelope))
+
+    def _signed(self, contract: str, function: str, args: tuple[bytes, ...]) -> SignedProposal:
+        proposal = Proposal(
+            network_id=self.network_id,
+            contract=contract,
+            function=function,
+            args=args,
+            creator=self.cert,
+            nonce=os.urandom(limits.NONCE_BYTES),
+            timestamp_ms=int(time.time() * 1000),
+        )
+        return SignedProposal(proposal=proposal, signature=self.key.sign(encode(proposal)))
 
 
 def _utf8(args: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(a.encode("utf-8") for a in args)
-
-
-def _signed_proposal(
-    network: Path,
-    key: SigningKey,
-    cert: bytes,
-    contract: str,
-    function: str,
-    args: tuple[bytes, ...],
-) -> SignedProposal:
-    """A proposal for CONTRACT FUNCTION ARGS on this network, signed with *key*."""
-    proposal = Proposal(
-        network_id=network_id_of(network),
-        contract=contract,
-        function=function,
-        args=args,
-        creator=cert,
-        nonce=os.urandom(limits.NONCE_BYTES),
-        timestamp_ms=int(time.time() * 1000),
-    )
-    return SignedProposal(proposal=proposal, signature=key.sign(encode(proposal)))
 
 
 def readable(result: bytes) -> str:

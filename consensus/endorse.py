@@ -29,7 +29,7 @@ from identity.validate import Purpose, TrustStore
 from protocol.codec import encode
 from protocol.config import MemberConfig, NetworkConfig
 from protocol.errors import LocalError, RemoteError
-from protocol.transaction import Transaction, proposal_hash
+from protocol.transaction import Endorsement, Transaction, proposal_hash
 
 
 def fault_tolerance(endorsers: int) -> int:
@@ -99,6 +99,21 @@ def gather(replies: Iterable[Reply], endorsers: Collection[str]) -> QuorumOutcom
     return QuorumOutcome(winner, tuple(agreeing), tuple(diverging), tuple(missing), needed)
 
 
+def check_endorsement(
+    endorsement: Endorsement,
+    response: bytes,
+    trust: TrustStore,
+    *,
+    at: datetime,
+    revoked: frozenset[int] = frozenset(),
+) -> None:
+    """RemoteError unless *endorsement*'s certificate validates at *at*, is not in
+    *revoked*, and its signature covers the canonical *response* bytes. (Whether that
+    certificate is an endorsing member's is the caller's question.)"""
+    identity = trust.validate(endorsement.endorser, at=at, revoked=revoked, purpose=Purpose.SIGNING)
+    trust.verify_signature(identity, response, endorsement.signature)
+
+
 def endorsement_problem(
     tx: Transaction,
     config: NetworkConfig,
@@ -134,10 +149,7 @@ def endorsement_problem(
             failure = f"{member.node_id} endorsed twice"
         else:
             try:
-                identity = trust.validate(
-                    endorsement.endorser, at=at, revoked=revoked, purpose=Purpose.SIGNING
-                )
-                trust.verify_signature(identity, signed, endorsement.signature)
+                check_endorsement(endorsement, signed, trust, at=at, revoked=revoked)
             except RemoteError as e:
                 failure = f"endorsement by {member.node_id}: {e}"
         if failure is None:

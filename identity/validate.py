@@ -247,6 +247,44 @@ class _Verified:
     windows: tuple[tuple[dt.datetime, dt.datetime, str], ...]  # validity, root to leaf
 
 
+class SignatureMemo:
+    """Digests of (key, data, signature) triples known good, so that a node checks each
+    signature once (at ingress, at the gateway or in validation, whichever sees it first)
+    and never one it made itself. Bounded; failures are never remembered, so a bad
+    signature costs a verification every time. Thread-safe (endorsers run on threads)."""
+
+    def __init__(self) -> None:
+        self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.verified = 0  # ECDSA verifications actually run
+
+    def verify(self, key: VerifyingKey, data: bytes, signature: bytes) -> None:
+        """Raise SignatureError unless *signature* by *key* covers *data*."""
+        if not isinstance(signature, bytes) or len(signature) > limits.SIGNATURE_BYTES_MAX:
+            key.verify(data, signature)  # raises the precise SignatureError
+        digest = _signature_digest(key, data, signature)
+        with self._lock:
+            if digest in self._good:
+                self._good.move_to_end(digest)
+                return
+            self.verified += 1
+        key.verify(data, signature)
+        self._remember(digest)
+
+    def sign(self, key: SigningKey, data: bytes) -> bytes:
+        """*key*'s signature over *data*, remembered as verified: a node need not verify
+        what it signed itself when it comes back (its endorsement in a block it validates)."""
+        signature = key.sign(data)
+        self._remember(_signature_digest(key.public_key, data, signature))
+        return signature
+
+    def _remember(self, digest: bytes) -> None:
+        with self._lock:
+            self._good[digest] = None
+            if len(self._good) > SIGNATURE_MEMO_MAX:
+                self._good.popitem(last=False)
+
+
 class TrustStore:
     """The root CA and the organisation CAs it signed; validates leaf certificates.
 
@@ -256,17 +294,20 @@ class TrustStore:
     :meth:`validate`, because they depend on its ``at`` and ``revoked``.
     """
 
-    def __init__(self, root: x509.Certificate, org_cas: Iterable[x509.Certificate]) -> None:
+    def __init__(
+        self,
+        root: x509.Certificate,
+        org_cas: Iterable[x509.Certificate],
+        signatures: SignatureMemo | None = None,
+    ) -> None:
+        """*signatures*: the node's memo of verified signatures, kept when a new store is
+        built for a changed configuration (a new one if not given)."""
         try:
             self._load(root, org_cas)
         except PARSE_ERRORS as exc:
             raise CertificateError("a CA certificate has a malformed or unsupported field") from exc
         self._verified: OrderedDict[tuple[bytes, Purpose], _Verified] = OrderedDict()
-        # Digests of (key, data, signature) triples that verified: each signature is checked
-        # once per node (at ingress, at the gateway or in validation, whichever sees it first).
-        self._good_signatures: OrderedDict[bytes, None] = OrderedDict()
-        self._signatures_lock = threading.Lock()
-        self.signatures_verified = 0  # ECDSA verifications actually run (for metrics)
+        self.signatures = signatures or SignatureMemo()
 
     def _load(self, root: x509.Certificate, org_cas: Iterable[x509.Certificate]) -> None:
         _check_ca_profile(root, "root CA", path_length_max=1)
@@ -350,35 +391,14 @@ class TrustStore:
         return identity
 
     def verify_signature(self, identity: Identity, data: bytes, signature: bytes) -> None:
-        """Raise SignatureError unless *signature* by *identity* covers *data*.
+        """Raise SignatureError unless *signature* by *identity* covers *data* (checked once
+        per node: see :class:`SignatureMemo`)."""
+        self.signatures.verify(identity.public_key, data, signature)
 
-        A triple that verified before is not verified again (a bounded memo of digests);
-        a failure is never remembered, so it costs a verification every time.
-        """
-        if not isinstance(signature, bytes) or len(signature) > limits.SIGNATURE_BYTES_MAX:
-            identity.public_key.verify(data, signature)  # raises the precise SignatureError
-        digest = _signature_digest(identity.public_key, data, signature)
-        with self._signatures_lock:
-            if digest in self._good_signatures:
-                self._good_signatures.move_to_end(digest)
-                return
-            self.signatures_verified += 1
-        identity.public_key.verify(data, signature)
-        self._remember(digest)
-
-    def sign_remembered(self, key: SigningKey, data: bytes) -> bytes:
-        """*key*'s signature over *data*, remembered as verified: a node need not verify
-        what it signed itself when the signature comes back to it (its endorsement in a
-        block it validates)."""
-        signature = key.sign(data)
-        self._remember(_signature_digest(key.public_key, data, signature))
-        return signature
-
-    def _remember(self, digest: bytes) -> None:
-        with self._signatures_lock:
-            self._good_signatures[digest] = None
-            if len(self._good_signatures) > SIGNATURE_MEMO_MAX:
-                self._good_signatures.popitem(last=False)
+    @property
+    def signatures_verified(self) -> int:
+        """ECDSA verifications actually run through this store's memo (for metrics)."""
+        return self.signatures.verified
 
     def _validate(
         self,

@@ -96,5 +96,5 @@ def endorse(
     )
     if sim.status != 200:
         return EndorserOutcome(response, None)
-    signature = trust.sign_remembered(key, encode(response))
+    signature = trust.signatures.sign(key, encode(response))
     return EndorserOutcome(response, Endorsement(endorser=cert_der, signature=signature))

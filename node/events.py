@@ -16,37 +16,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from node.ledger_view import describe_tx
 from node.logs import event
-from protocol.block import Block, ValidationCode, decode_tx
-from protocol.transaction import Envelope
+from protocol.block import Block
 from storage.blocks import BlockStore
 
 log = logging.getLogger("medledger.events")
 
 LISTENER_QUEUE_BLOCKS = 1024
 LISTENERS_MAX = 256
+ENCODED_BLOCKS_KEPT = 64
 
 
 def block_message(block: Block) -> dict[str, Any]:
     """The event message of one committed block."""
-    transactions = []
-    for index, raw in enumerate(block.transactions):
-        described = describe_tx(block, index)
-        tx = decode_tx(raw)
-        if described["code"] == ValidationCode.VALID and isinstance(tx, Envelope):
-            described["events"] = [
-                {"name": e.name, "payload_hex": e.payload.hex()}
-                for e in tx.transaction.response.events
-            ]
-        else:
-            described["events"] = []
-        transactions.append(described)
-    return {"block": block.number, "transactions": transactions}
+    return {
+        "block": block.number,
+        "transactions": [
+            describe_tx(block, index, with_events=True) for index in range(len(block.transactions))
+        ],
+    }
 
 
 class _Listener:
@@ -61,6 +55,16 @@ class EventHub:
     def __init__(self, blocks: BlockStore) -> None:
         self.blocks = blocks
         self._listeners: set[_Listener] = set()
+        # The JSON of the latest blocks sent, so listeners in step share one encoding.
+        self._encoded: OrderedDict[int, str] = OrderedDict()
+
+    def _json(self, block: Block) -> str:
+        text = self._encoded.get(block.number)
+        if text is None:
+            text = self._encoded[block.number] = json.dumps(block_message(block))
+            if len(self._encoded) > ENCODED_BLOCKS_KEPT:
+                self._encoded.popitem(last=False)
+        return text
 
     def publish(self, block: Block) -> None:
         """Called once a block is committed (in chain order); never blocks."""
@@ -103,7 +107,7 @@ class EventHub:
             block = self.blocks.get(next_number)
             if block is None:
                 break
-            await ws.send_str(json.dumps(block_message(block)))
+            await ws.send_str(self._json(block))
             next_number += 1
         reader = asyncio.ensure_future(ws.receive())  # notices the listener closing
         try:
@@ -115,7 +119,7 @@ class EventHub:
                     return
                 block = getter.result()
                 if block.number >= next_number:  # else the replay sent it already
-                    await ws.send_str(json.dumps(block_message(block)))
+                    await ws.send_str(self._json(block))
                     next_number = block.number + 1
                 if listener.overflowed_at is not None and listener.queue.empty():
                     event(log, logging.INFO, "events.listener_behind", resume=next_number)

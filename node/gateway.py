@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from consensus.endorse import Reply, endorsing_members, gather
-from identity.validate import Purpose, TrustStore
+from consensus.endorse import Reply, check_endorsement, endorsing_members, gather
+from identity.validate import TrustStore
 from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
@@ -165,14 +165,9 @@ class Gateway:
         if endorsement.endorser != member.node_cert:
             return False
         try:
-            trust = self._trust()
-            identity = trust.validate(
-                member.node_cert,
-                at=datetime.now(UTC),
-                revoked=self._revoked(),
-                purpose=Purpose.SIGNING,
+            check_endorsement(
+                endorsement, response, self._trust(), at=datetime.now(UTC), revoked=self._revoked()
             )
-            trust.verify_signature(identity, response, endorsement.signature)
         except RemoteError:
             return False
         return True

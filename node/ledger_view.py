@@ -14,7 +14,7 @@ from typing import Any
 
 from identity.certs import cert_from_der
 from identity.validate import subject_fields
-from protocol.block import Block, code_meaning, code_name, decode_tx
+from protocol.block import Block, ValidationCode, code_meaning, code_name, code_of, decode_tx
 from protocol.config import ConfigEnvelope
 from protocol.errors import RemoteError
 from storage.state import WorldState
@@ -29,11 +29,11 @@ def who(cert_der: bytes) -> dict[str, str]:
     return {"org": fields.org_id, "role": fields.role, "subject": fields.subject_id}
 
 
-def describe_tx(block: Block, index: int) -> dict[str, Any]:
-    """Transaction *index* of *block*, with its validation code."""
+def describe_tx(block: Block, index: int, *, with_events: bool = False) -> dict[str, Any]:
+    """Transaction *index* of *block*, with its validation code (and, *with_events*, the
+    contract events a valid one emitted: name and payload hex)."""
     tx = decode_tx(block.transactions[index])
-    codes = block.metadata.validation_codes
-    code = codes[index] if index < len(codes) else 255
+    code = code_of(block, index)
     out: dict[str, Any] = {
         "tx_id": tx.tx_id.hex(),
         "block": block.number,
@@ -50,6 +50,8 @@ def describe_tx(block: Block, index: int) -> dict[str, Any]:
             timestamp_ms=update.timestamp_ms,
             sequence=update.config.sequence,
         )
+        if with_events:
+            out["events"] = []
         return out
     transaction = tx.transaction
     proposal = transaction.proposal
@@ -66,6 +68,10 @@ def describe_tx(block: Block, index: int) -> dict[str, Any]:
         reads=len(rw_set.reads),
         writes=len(rw_set.writes),
     )
+    if with_events:
+        valid = code == ValidationCode.VALID
+        events = transaction.response.events if valid else ()
+        out["events"] = [{"name": e.name, "payload_hex": e.payload.hex()} for e in events]
     return out
 
 

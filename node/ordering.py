@@ -46,7 +46,15 @@ from node.logs import event
 from node.metrics import Metrics
 from node.validator import BlockValidator, ValidatedBlock
 from protocol import limits
-from protocol.block import Block, BlockMetadata, ValidationCode, code_name, decode_tx, make_header
+from protocol.block import (
+    Block,
+    BlockMetadata,
+    ValidationCode,
+    code_name,
+    code_of,
+    decode_tx,
+    make_header,
+)
 from protocol.codec import decode, encode
 from protocol.config import NetworkConfig
 from protocol.errors import RemoteError, check_invariant
@@ -244,8 +252,7 @@ class OrderingNode:
 
     def _committed_before(self, tx_id: bytes, number: int, index: int) -> Committed:
         block = self.stores.blocks.get(number)
-        codes = block.metadata.validation_codes if block is not None else b""
-        code = codes[index] if index < len(codes) else ValidationCode.NOT_VALIDATED
+        code = ValidationCode.NOT_VALIDATED if block is None else code_of(block, index)
         return Committed(tx_id, number, index, duplicate=True, code=code)
 
     def _enqueue(self, raw: bytes, tx_id: bytes) -> None:
@@ -413,21 +420,14 @@ class OrderingNode:
         raft_log = self.stores.raft_log
         sync = rd.must_sync or bool(blocks)
         self.metrics.inc("ordering_synced_writes" if sync else "ordering_unsynced_writes")
-        try:
-            with self.stores.kv.batch(sync=sync) as batch:
-                last = raft_log.stage(
-                    StoredHardState(hard.term, hard.vote, hard.commit)
-                    if hard is not None
-                    else None,
-                    [LogEntry(e.index, e.term, e.data) for e in rd.entries],
-                    batch,
-                )
-                for v in blocks:
-                    self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
-        except BaseException:
-            self.validator.discard()
-            raise
-        self.validator.written()
+        with self.validator.writing(), self.stores.kv.batch(sync=sync) as batch:
+            last = raft_log.stage(
+                StoredHardState(hard.term, hard.vote, hard.commit) if hard is not None else None,
+                [LogEntry(e.index, e.term, e.data) for e in rd.entries],
+                batch,
+            )
+            for v in blocks:
+                self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
         raft_log.note_saved(last)
         for v in blocks:
             self.stores.blocks.note_committed(v.block)
@@ -659,12 +659,8 @@ class OrderingNode:
         then follow any configuration change it made. Returns the tx ids."""
         validated = self.validator.validate(block, self.network)
         self.metrics.inc("validation_blocks")
-        try:
+        with self.validator.writing():
             self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
-        except BaseException:
-            self.validator.discard()
-            raise
-        self.validator.written()
         if validated.config is not self.network:
             self._follow_config(validated.config)
         self.on_block(validated.block)

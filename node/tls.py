@@ -36,7 +36,7 @@ from pathlib import Path
 
 from identity.certs import cert_from_der, cert_to_der
 from identity.keystore import read_cert, read_signing_key
-from identity.validate import Identity, Purpose, TrustStore
+from identity.validate import Identity, Purpose, SignatureMemo, TrustStore
 from node.config import NodeConfig
 from protocol.config import NetworkConfig
 from protocol.errors import CertificateError, ConfigError
@@ -61,10 +61,11 @@ def trust_anchors_der(network: NetworkConfig) -> bytes:
     return network.root_ca + b"".join(org.ca_cert for org in network.orgs)
 
 
-def trust_store(network: NetworkConfig) -> TrustStore:
-    """The :class:`TrustStore` of *network*'s root and organisation CAs."""
+def trust_store(network: NetworkConfig, signatures: SignatureMemo | None = None) -> TrustStore:
+    """The :class:`TrustStore` of *network*'s root and organisation CAs (keeping the node's
+    *signatures* memo, if given)."""
     org_cas = [cert_from_der(org.ca_cert) for org in network.orgs]
-    return TrustStore(cert_from_der(network.root_ca), org_cas)
+    return TrustStore(cert_from_der(network.root_ca), org_cas, signatures)
 
 
 def _base_context(

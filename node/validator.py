@@ -4,8 +4,8 @@ The rules are :func:`consensus.validation.validate_block`'s; this adapter feeds 
 node's committed state. The ordering service validates every block of a Ready before it
 writes them all in one synced batch, so a block must see the blocks validated before it in
 that batch as if they were already committed: :class:`BlockValidator` keeps their writes,
-tx ids and revocations in an overlay until :meth:`BlockValidator.written` says the batch is
-on disk.
+tx ids and revocations in an overlay until the batch is on disk (the write runs inside
+:meth:`BlockValidator.writing`).
 
 It also keeps the revocation list (the registry contract's ``revoked/`` keys) in memory,
 read once at start and updated from the writes of each valid block, so neither validation
@@ -14,8 +14,9 @@ nor endorsement reads it from LevelDB per call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from chaincode.builtin import revoked_serials
@@ -51,11 +52,9 @@ class ValidatedBlock:
 class BlockValidator:
     """Validates this node's blocks against its stores plus the not-yet-written overlay."""
 
-    def __init__(
-        self, stores: Stores, trust: TrustStore, orgs: tuple[OrgConfig, ...] | None = None
-    ) -> None:
+    def __init__(self, stores: Stores, trust: TrustStore, orgs: tuple[OrgConfig, ...]) -> None:
         self.stores = stores
-        self.trust = trust  # for *orgs* (None: for those of the first config validated under)
+        self.trust = trust  # the trust store of *orgs*
         self._trust_orgs = orgs
         self._versions: dict[tuple[str, bytes], tuple[int, int] | None] = {}
         self._tx_ids: set[bytes] = set()
@@ -70,7 +69,7 @@ class BlockValidator:
         """Validate *block* under *config* (the configuration the blocks before it leave).
 
         Codes are always recomputed, never trusted: blocks pulled during catch-up come
-        here too. The block's writes join the overlay until :meth:`written`.
+        here too. The block's writes join the overlay until the write (:meth:`writing`).
         """
         txs = [decode_tx(raw) for raw in block.transactions]
         verdict = validate_block(
@@ -98,22 +97,23 @@ class BlockValidator:
     def trust_for(self, config: NetworkConfig) -> TrustStore:
         """The trust store of *config*'s organisations: a function of the configuration,
         so every peer validates a block with the same CAs however its blocks were batched."""
-        if self._trust_orgs is None:
-            self._trust_orgs = config.orgs
-        elif config.orgs != self._trust_orgs:
-            self.trust = trust_store(config)
+        if config.orgs != self._trust_orgs:
+            self.trust = trust_store(config, self.trust.signatures)
             self._trust_orgs = config.orgs
         return self.trust
 
-    def written(self) -> None:
-        """The validated blocks are in the stores now: drop the overlay."""
-        self._versions.clear()
-        self._tx_ids.clear()
-
-    def discard(self) -> None:
-        """The validated blocks were not written: forget them (and their revocations)."""
-        self.written()
-        self._revoked = revoked_serials(self.stores.state)
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around the write of the validated blocks: afterwards the overlay is dropped, as
+        they are in the stores now; if the write fails, they are forgotten, revocations too."""
+        try:
+            yield
+        except BaseException:
+            self._revoked = revoked_serials(self.stores.state)
+            raise
+        finally:
+            self._versions.clear()
+            self._tx_ids.clear()
 
     def _version(self, namespace: str, key: bytes) -> tuple[int, int] | None:
         pending = self._versions.get((namespace, key), _NOT_PENDING)
@@ -132,20 +132,21 @@ class BlockValidator:
         tx_ids: Sequence[bytes],
     ) -> None:
         self._tx_ids.update(tx_ids)
-        revoked = set(self._revoked)
+        revoked = None  # a copy of the list, made at the first revocation write
         for index, tx_writes in writes:
             for write in tx_writes:
                 self._versions[(write.namespace, write.key)] = (
                     None if write.is_delete else (number, index)
                 )
+                if write.namespace != Registry.name or not write.key.startswith(REVOKED):
+                    continue
                 digits = write.key[len(REVOKED) :]
-                if write.namespace == Registry.name and write.key.startswith(REVOKED):
-                    if not digits.isdigit():
-                        continue  # not a key the registry contract writes
-                    serial = int(digits)
-                    if write.is_delete:
-                        revoked.discard(serial)
-                    else:
-                        revoked.add(serial)
-        if revoked != self._revoked:
+                if not digits.isdigit():
+                    continue  # not a key the registry contract writes
+                revoked = set(self._revoked) if revoked is None else revoked
+                if write.is_delete:
+                    revoked.discard(int(digits))
+                else:
+                    revoked.add(int(digits))
+        if revoked is not None:
             self._revoked = frozenset(revoked)

@@ -55,6 +55,12 @@ _CODE_MEANINGS = {
 }
 
 
+def code_of(block: Block, index: int) -> int:
+    """The validation code of transaction *index* of *block* (NOT_VALIDATED if it has none)."""
+    codes = block.metadata.validation_codes
+    return codes[index] if index < len(codes) else ValidationCode.NOT_VALIDATED
+
+
 def code_name(code: int) -> str:
     """The name of a validation code (``VALID``, ``MVCC_READ_CONFLICT``, ...)."""
     return _CODE_NAMES.get(code, f"UNKNOWN_{code}")

@@ -173,7 +173,7 @@ class SimLedger:
         self.stores = Stores.on(kv)
         if self.stores.blocks.height == 0:
             install_genesis(self.stores, lw.genesis)
-        self.validator = BlockValidator(self.stores, lw.world.trust)
+        self.validator = BlockValidator(self.stores, lw.world.trust, lw.world.config.orgs)
         stored = self.stores.state.get(CONFIG_NAMESPACE, CONFIG_KEY)
         if stored is None:
             raise LedgerDivergence("the world state holds no network configuration")
@@ -271,16 +271,12 @@ class SimLedger:
         return None if block is None else block.hash()
 
     def _write(self, validated: list[ValidatedBlock]) -> None:
-        try:
+        with self.validator.writing():
             for i, v in enumerate(validated):
                 with self.kv.batch(sync=i == len(validated) - 1) as batch:
                     self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
                 self.stores.blocks.note_committed(v.block)
                 self.on_block(v, self.state_hash())
-        except BaseException:
-            self.validator.discard()
-            raise
-        self.validator.written()
 
     def _check_holds(self, point: ChainPoint, what: str) -> None:
         if self.height < point.height:

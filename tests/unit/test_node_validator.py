@@ -4,6 +4,7 @@ forgotten; and every signature is verified once per node."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -50,18 +51,23 @@ def _absent(key: bytes) -> KVRead:
 
 
 def _write_all(stores: Stores, validator: BlockValidator, blocks: list[ValidatedBlock]) -> None:
-    with stores.kv.batch(sync=True) as batch:
+    with validator.writing(), stores.kv.batch(sync=True) as batch:
         for v in blocks:
             stores.stage_block(v.block, v.writes, batch, v.tx_ids)
     for v in blocks:
         stores.blocks.note_committed(v.block)
-    validator.written()
+
+
+def _discard(validator: BlockValidator) -> None:
+    """A write of the validated blocks that fails: the disk never gets them."""
+    with contextlib.suppress(OSError), validator.writing():
+        raise OSError("the disk refused the batch")
 
 
 def test_blocks_of_one_batch_see_each_others_writes_and_tx_ids(
     world: World, stores: Stores
 ) -> None:
-    validator = BlockValidator(stores, world.trust)
+    validator = BlockValidator(stores, world.trust, world.config.orgs)
     first = world.envelope(world.transaction(QUORUM, reads=(_absent(b"k"),)))
     stale = world.envelope(world.transaction(QUORUM, reads=(_absent(b"k"),)))
     genesis = _block(0, GENESIS_PREVIOUS_HASH, [first])
@@ -77,7 +83,7 @@ def test_blocks_of_one_batch_see_each_others_writes_and_tx_ids(
     assert (value, version.block, version.tx) == (b"v", 0, 0)
     # After the write the stores answer as the overlay did (an invalid tx's id counts too).
     late = world.envelope(world.transaction(QUORUM, reads=(_absent(b"k"),)))
-    again = BlockValidator(stores, world.trust).validate(
+    again = BlockValidator(stores, world.trust, world.config.orgs).validate(
         _block(2, v1.block.hash(), [late, stale]), world.config
     )
     assert again.codes == bytes([Code.MVCC_READ_CONFLICT, Code.DUPLICATE_TXID])
@@ -86,7 +92,7 @@ def test_blocks_of_one_batch_see_each_others_writes_and_tx_ids(
 def test_a_revocation_applies_to_the_next_block_and_a_discarded_batch_is_forgotten(
     world: World, stores: Stores
 ) -> None:
-    validator = BlockValidator(stores, world.trust)
+    validator = BlockValidator(stores, world.trust, world.config.orgs)
     serial_key = b"revoked/%020d" % world.creator_serial
     revoke = world.envelope(world.transaction(QUORUM, writes=(_write(serial_key, b"doctor"),)))
     genesis = _block(0, GENESIS_PREVIOUS_HASH, [revoke])
@@ -97,7 +103,7 @@ def test_a_revocation_applies_to_the_next_block_and_a_discarded_batch_is_forgott
     assert v1.codes == bytes([Code.BAD_CREATOR])
     assert v1.reasons[0] == "creator: certificate is revoked"
 
-    validator.discard()  # the batch never reached the disk
+    _discard(validator)  # the batch never reached the disk
     assert world.creator_serial not in validator.revoked
     assert validator.validate(
         _block(0, GENESIS_PREVIOUS_HASH, [later]), world.config
@@ -107,17 +113,17 @@ def test_a_revocation_applies_to_the_next_block_and_a_discarded_batch_is_forgott
 def test_each_signature_is_verified_once_per_node(world: World, stores: Stores) -> None:
     envelope = world.envelope(world.transaction(QUORUM))
     block = _block(0, GENESIS_PREVIOUS_HASH, [envelope])
-    validator = BlockValidator(stores, world.trust)
+    validator = BlockValidator(stores, world.trust, world.config.orgs)
     before = world.trust.signatures_verified
     assert validator.validate(block, world.config).codes == bytes([Code.VALID])
     assert world.trust.signatures_verified - before == 4  # the creator and 3 endorsers
-    validator.discard()
+    _discard(validator)
     assert validator.validate(block, world.config).codes == bytes([Code.VALID])
     assert world.trust.signatures_verified - before == 4  # nothing verified twice
     # A failure is never remembered: a forged creator signature fails every time.
     forged = dataclasses.replace(envelope, signature=world.keys["northgate"].sign(b"other"))
     for attempt in (1, 2):
-        validator.discard()
+        _discard(validator)
         bad = validator.validate(_block(0, GENESIS_PREVIOUS_HASH, [forged]), world.config)
         assert bad.codes == bytes([Code.BAD_CREATOR])
         assert world.trust.signatures_verified - before == 4 + attempt
