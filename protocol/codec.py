@@ -46,6 +46,8 @@ _KINDS: dict[str, type] = {}
 _SPECS: dict[type, tuple[_FieldSpec, ...]] = {}
 # Per class: the compiled function making a message msgpack-ready (see _plan).
 _PLANS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+# Per class: the compiled test that every field is within its limits (see _compile_check).
+_CHECKS: dict[type, Callable[[Any], bool]] = {}
 # Per class: the field names, and per field None or a function making a decoded value typed.
 _READERS: dict[type, tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
 
@@ -90,7 +92,8 @@ def message(tag: str) -> Callable[[type[T]], type[T]]:
         extra_check = getattr(cls, "check", None)
 
         def __post_init__(self: Any) -> None:
-            _validate(self)
+            if not (_CHECKS.get(cls) or _compile_check(cls))(self):
+                _validate(self)  # the generic walk names the field that is wrong
             if extra_check is not None:
                 extra_check(self)
 
@@ -163,6 +166,52 @@ def _validate(msg: Any) -> None:
     kind = type(msg).TAG
     for spec in _specs(type(msg)):
         _check_value(kind, spec, spec.name, getattr(msg, spec.name))
+
+
+def _valid_expr(spec: _FieldSpec, expr: str, names: dict[str, type], depth: int = 0) -> str:
+    """Python source that is true only if the value *expr* is valid for *spec*.
+
+    It may be false for some valid values (a non-ASCII str): :func:`_validate` then decides.
+    Message classes it refers to are added to *names* (the generated code's globals).
+    """
+    kind = spec.kind
+    if kind == "message":
+        name = f"_T{len(names)}"
+        names[name] = spec.message_type  # type: ignore[assignment]
+        return f"type({expr}) is {name}"
+    if kind == "bool":
+        return f"type({expr}) is bool"
+    if kind == "int":
+        return f"type({expr}) is int and {spec.min_value} <= {expr} <= {spec.max_value}"
+    if kind in ("bytes", "str"):
+        parts = [f"type({expr}) is {kind}"]
+        if spec.exact_len is not None:
+            parts.append(f"len({expr}) == {spec.exact_len}")
+        if spec.max_len is not None:
+            parts.append(f"len({expr}) <= {spec.max_len}")
+        if kind == "str":
+            parts.append(f"{expr}.isascii()")
+        return " and ".join(parts)
+    if kind == "tuple" and spec.item is not None:
+        var = f"v{depth}"
+        item = _valid_expr(spec.item, var, names, depth + 1)
+        return (
+            f"type({expr}) is tuple and len({expr}) <= {spec.max_len}"
+            f" and all({item} for {var} in {expr})"
+        )
+    raise LocalError(f"field {spec.name}: no check for kind {kind}")  # pragma: no cover
+
+
+def _compile_check(cls: type) -> Callable[[Any], bool]:
+    """Compile *cls*'s field check once (generated code, as :func:`_plan` does): every
+    message constructed, decoded ones included, runs it."""
+    names: dict[str, type] = {}
+    body = " and ".join(f"({_valid_expr(s, 'msg.' + s.name, names)})" for s in _specs(cls))
+    namespace: dict[str, Any] = dict(names)
+    exec(f"def check(msg):\n    return {body or 'True'}\n", namespace)
+    check: Callable[[Any], bool] = namespace["check"]
+    _CHECKS[cls] = check
+    return check
 
 
 def _type_name(value: Any) -> str:

@@ -22,6 +22,7 @@ What this proves, and how:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import msgpack
@@ -30,7 +31,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import limits
-from protocol.codec import UINT64_MAX, _specs, decode, encode, kinds
+from protocol.codec import (
+    INT64_MIN,
+    UINT64_MAX,
+    _compile_check,
+    _FieldSpec,
+    _specs,
+    _validate,
+    decode,
+    encode,
+    kinds,
+)
 from protocol.errors import (
     DecodeError,
     FieldError,
@@ -648,3 +659,31 @@ def test_messages_are_frozen_and_slotted() -> None:
     for cls in kinds().values():
         assert "__slots__" in vars(cls)
         assert not hasattr(cls, "__dict__") or "__dict__" not in cls.__slots__
+
+
+def _near_the_limits(spec: _FieldSpec) -> list[object]:
+    """Values on both sides of *spec*'s limits, and of every other type."""
+    values: list[object] = [None, 0, 1, True, b"", "", (), [], {}, bytearray(b"x"), "\u00e9"]
+    values += [INT64_MIN - 1, INT64_MIN, spec.min_value - 1, spec.min_value]
+    values += [spec.max_value, spec.max_value + 1, UINT64_MAX + 1]
+    for length in {spec.max_len, spec.exact_len} - {None}:
+        assert length is not None
+        for n in (length - 1, length, length + 1):
+            values += [b"b" * max(n, 0), "s" * max(n, 0), ("x",) * max(n, 0)]
+    if spec.item is not None:
+        values += [(v,) for v in _near_the_limits(spec.item)]
+    return values
+
+
+@FAST
+@given(msg=messages())
+def test_the_compiled_check_passes_nothing_the_field_rules_refuse(msg: object) -> None:
+    """Construction runs a compiled check and falls back to the generic walk only when the
+    check fails, so the check must never pass a value the walk would refuse."""
+    check = _compile_check(type(msg))
+    for spec in _specs(type(msg)):
+        for value in _near_the_limits(spec):
+            broken = copy.copy(msg)
+            object.__setattr__(broken, spec.name, value)
+            if check(broken):
+                _validate(broken)  # raises if the check let a bad value through
