@@ -100,8 +100,8 @@ def check_submission(
     network: NetworkConfig,
     at: datetime,
     revoked: frozenset[int] = frozenset(),
-) -> bytes:
-    """Check anything a client may submit for ordering; returns its tx_id.
+) -> Envelope | ConfigEnvelope:
+    """Check anything a client may submit for ordering; returns it decoded.
 
     An :class:`Envelope` gets :func:`check_envelope` (a creator in *revoked* is refused);
     a :class:`ConfigEnvelope` must follow from *network* by
@@ -112,6 +112,6 @@ def check_submission(
         problem = update_problem(network, tx, trust)
         if problem is not None:
             raise FieldError("config_envelope", "update", problem)
-        return tx.tx_id
+        return tx
     authenticate_envelope(tx, trust=trust, network_id=network.network_id, at=at, revoked=revoked)
-    return tx.tx_id
+    return tx

@@ -192,7 +192,8 @@ class OrderingNode:
         self._removed_ticks: int | None = None  # ticks since a config without us was applied
         self._draining = False
         self._stopping = False
-        self._waiters: dict[bytes, asyncio.Future[Committed]] = {}
+        # Per envelope waiting to commit, one future per client request for it.
+        self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
         self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
         self._pending_ids: set[bytes] = set()  # leader: queued, cut or in an uncommitted block
         # Leader: Raft indexes of the blocks it proposed in this term, not yet known committed.
@@ -211,44 +212,60 @@ class OrderingNode:
     async def submit(self, raw: bytes) -> Committed:
         """Order one envelope or configuration update; returns where it was committed
         (RemoteError if it is bad)."""
-        tx_id = check_submission(
+        tx = check_submission(
             raw,
             trust=self.trust,
             network=self.network,
             at=datetime.now(UTC),
             revoked=self.validator.revoked,
         )
+        tx_id = tx.tx_id
         found = self.stores.blocks.locate_tx(tx_id)
         if found is not None:
             return self._committed_before(tx_id, *found)
-        waiter = self._waiters.get(tx_id)
-        if waiter is None:
+        # A future of this request's own, none shared: a request that times out or is
+        # cancelled takes only its own with it, and the commit wakes each request directly
+        # (a shared future would need asyncio.shield, one more event-loop pass per answer).
+        waiter: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.get(tx_id)
+        if waiters is not None:
+            waiters.append(waiter)  # the same envelope is already on its way
+        else:
             if len(self._waiters) >= WAITERS_MAX:
                 raise NotLeaderError("too many envelopes waiting; retry later")
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters[tx_id] = waiter
+            if self.role is not Role.LEADER and not self.leader:
+                raise NotLeaderError("no leader is known yet; retry shortly")
+            self._waiters[tx_id] = [waiter]
             self.metrics.inc("ordering_submitted")
+            self.validator.note_decoded(raw, tx)
             if self.role is Role.LEADER:
                 self._enqueue(raw, tx_id)
-            elif self.leader:
+            else:
                 self._forwarded[tx_id] = raw
                 self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
                 self.metrics.inc("ordering_forwarded")
-            else:
-                del self._waiters[tx_id]
-                raise NotLeaderError("no leader is known yet; retry shortly")
             self._drain()
         try:
             async with asyncio.timeout(SUBMIT_TIMEOUT_S):
-                # Shielded: another request for the same envelope may be waiting on it too.
-                return await asyncio.shield(waiter)
+                return await waiter
         except TimeoutError:
-            if self._waiters.get(tx_id) is waiter and not waiter.done():
-                del self._waiters[tx_id]  # a retry starts afresh; nothing waits forever
-                self._forwarded.pop(tx_id, None)
             raise SubmitTimeoutError(
                 f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
             ) from None
+        finally:
+            if waiter.cancelled():
+                self._drop_waiter(tx_id, waiter)
+
+    def _drop_waiter(self, tx_id: bytes, waiter: asyncio.Future[Committed]) -> None:
+        """A request gave up: once no request waits for the envelope, a retry starts afresh
+        and nothing waits for it forever."""
+        waiters = self._waiters.get(tx_id)
+        if waiters is None or waiter not in waiters:
+            return
+        waiters.remove(waiter)
+        if not waiters:
+            del self._waiters[tx_id]
+            self._forwarded.pop(tx_id, None)
 
     def _committed_before(self, tx_id: bytes, number: int, index: int) -> Committed:
         block = self.stores.blocks.get(number)
@@ -282,7 +299,7 @@ class OrderingNode:
             self.metrics.inc("ordering_forward_not_leader")
             return
         try:
-            tx_id = check_submission(
+            tx = check_submission(
                 msg.envelope,
                 trust=self.trust,
                 network=self.network,
@@ -299,8 +316,9 @@ class OrderingNode:
                 reason=type(e).__name__,
             )
             return
-        if self.stores.blocks.locate_tx(tx_id) is None:
-            self._enqueue(msg.envelope, tx_id)
+        if self.stores.blocks.locate_tx(tx.tx_id) is None:
+            self.validator.note_decoded(msg.envelope, tx)
+            self._enqueue(msg.envelope, tx.tx_id)
 
     # === the loop ==============================================================================
 
@@ -378,9 +396,10 @@ class OrderingNode:
         """Ask :meth:`run` to return after the current iteration."""
         self._stopping = True
         self._wake.set()
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(NotLeaderError("the node is shutting down"))
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(NotLeaderError("the node is shutting down"))
         self._waiters.clear()
 
     async def _handle_snapshot_ready(self, rd: Ready) -> None:
@@ -641,18 +660,20 @@ class OrderingNode:
         for index, tx_id in enumerate(validated.tx_ids):
             self._pending_ids.discard(tx_id)
             self._forwarded.pop(tx_id, None)
-            waiter = self._waiters.pop(tx_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(
-                    Committed(
-                        tx_id,
-                        block.number,
-                        index,
-                        duplicate=False,
-                        code=codes[index],
-                        reason=validated.reasons[index],
-                    )
-                )
+            waiters = self._waiters.pop(tx_id, None)
+            if waiters is None:
+                continue
+            committed = Committed(
+                tx_id,
+                block.number,
+                index,
+                duplicate=False,
+                code=codes[index],
+                reason=validated.reasons[index],
+            )
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(committed)
 
     def commit_validated(self, block: Block) -> list[bytes]:
         """Validate *block* (pulled during catch-up) and commit it in its own synced batch,

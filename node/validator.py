@@ -7,6 +7,9 @@ that batch as if they were already committed: :class:`BlockValidator` keeps thei
 tx ids and revocations in an overlay until the batch is on disk (the write runs inside
 :meth:`BlockValidator.writing`).
 
+Transactions this node already decoded when it checked them at ingress are handed over
+(:meth:`BlockValidator.note_decoded`), so each is decoded once per node, not twice.
+
 It also keeps the revocation list (the registry contract's ``revoked/`` keys) in memory,
 read once at start and updated from the writes of each valid block, so neither validation
 nor endorsement reads it from LevelDB per call.
@@ -26,11 +29,14 @@ from identity.validate import TrustStore
 from node.genesis import config_writes
 from node.tls import trust_store
 from protocol.block import Block, decode_tx
-from protocol.config import NetworkConfig, OrgConfig
-from protocol.transaction import KVWrite
+from protocol.config import ConfigEnvelope, NetworkConfig, OrgConfig
+from protocol.transaction import Envelope, KVWrite
 from storage.ledger import Stores
 
 _NOT_PENDING = object()
+# Transactions decoded at ingress and not yet met in a block: a client's envelope is in a
+# block within seconds, so this covers the leader's pending envelopes many times over.
+DECODED_MAX = 8_192
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,7 @@ class BlockValidator:
         self._trust_orgs = orgs
         self._versions: dict[tuple[str, bytes], tuple[int, int] | None] = {}
         self._tx_ids: set[bytes] = set()
+        self._decoded: dict[bytes, Envelope | ConfigEnvelope] = {}  # raw bytes -> decoded
         self._revoked = revoked_serials(stores.state)
 
     @property
@@ -71,7 +78,8 @@ class BlockValidator:
         Codes are always recomputed, never trusted: blocks pulled during catch-up come
         here too. The block's writes join the overlay until the write (:meth:`writing`).
         """
-        txs = [decode_tx(raw) for raw in block.transactions]
+        decoded = self._decoded
+        txs = [decoded.pop(raw, None) or decode_tx(raw) for raw in block.transactions]
         verdict = validate_block(
             txs,
             block_time_ms=block.header.timestamp_ms,
@@ -93,6 +101,13 @@ class BlockValidator:
             config=verdict.config,
             entry_index=entry_index,
         )
+
+    def note_decoded(self, raw: bytes, tx: Envelope | ConfigEnvelope) -> None:
+        """*tx* is ``decode_tx(raw)``, decoded at ingress: its block need not decode it again."""
+        decoded = self._decoded
+        decoded[raw] = tx
+        if len(decoded) > DECODED_MAX:
+            del decoded[next(iter(decoded))]  # the oldest: its block never came
 
     def trust_for(self, config: NetworkConfig) -> TrustStore:
         """The trust store of *config*'s organisations: a function of the configuration,
