@@ -191,7 +191,17 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         revoked=revoked,
     )
     events = EventHub(stores.blocks)
-    ordering.on_block = events.publish
+    checked_revocations = [ordering.validator.revoked]
+
+    def on_block(block: Block) -> None:
+        events.publish(block)
+        # A revocation in this block also ends the streams the revoked node already has
+        # open (new connections are refused by the authenticator's revoked() anyway).
+        if ordering.validator.revoked is not checked_revocations[0]:
+            checked_revocations[0] = ordering.validator.revoked
+            transport.recheck_streams()
+
+    ordering.on_block = on_block
     api_runner = web.AppRunner(build_api_app(ordering, gateway, events), access_log=None)
     await p2p_runner.setup()
     await api_runner.setup()

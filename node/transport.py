@@ -14,6 +14,11 @@ Inbound (server side, ``GET`` :data:`STREAM_PATH`):
   :class:`~node.tls.PeerAuthenticator` must recognise the certificate as a current member's
   node certificate, or the request gets 403 and is counted as ``p2p_in_refused_unknown_peer``.
   A member connecting again replaces its older inbound stream.
+* An open stream is not trusted forever: :meth:`Transport.recheck_streams` authenticates
+  every open stream's peer again (every :data:`RECHECK_S`, when the node applies a block
+  that changed the revocation list, and after a membership change) and closes, counting
+  ``p2p_streams_closed_not_accepted``, those whose certificate has been revoked, has
+  expired or is no longer a member's.
 * Frames are binary, at most :data:`protocol.limits.MESSAGE_BYTES_MAX` (aiohttp's
   ``max_msg_size``; permessage-deflate is off), decoded with :func:`protocol.codec.decode`.
   A frame is dropped, counted as ``p2p_in_dropped_<reason>`` (see :data:`DROP_REASONS`) and
@@ -47,7 +52,8 @@ Metrics (names in :class:`node.metrics.Metrics`): ``p2p_in_delivered``,
 ``p2p_in_streams_opened``, ``p2p_out_sent``, ``p2p_out_dropped_queue_full``,
 ``p2p_out_dropped_unknown_peer``, ``p2p_out_lost``, ``p2p_out_connect_failed``,
 ``p2p_out_refused_unknown_peer`` (the server is not the member we dialled),
-``p2p_out_refused_by_peer`` (it answered 403), ``p2p_out_streams_opened``.
+``p2p_out_refused_by_peer`` (it answered 403), ``p2p_out_streams_opened``,
+``p2p_streams_closed_not_accepted``.
 """
 
 from __future__ import annotations
@@ -105,6 +111,9 @@ HANDSHAKE_TIMEOUT_S = 5.0
 # WebSocket ping interval; a peer that misses its pong for half of it is declared gone, so a
 # silently dead link (no RST) is noticed within seconds.
 HEARTBEAT_S = 5.0
+# How often every open stream's peer is authenticated again (recheck_streams): a certificate
+# that expired while its stream was open loses the stream within this long.
+RECHECK_S = 60.0
 # Closing handshake of a stream on stop or replacement.
 CLOSE_TIMEOUT_S = 1.0
 # Bad frames tolerated on one inbound stream before it is closed (see the module docstring).
@@ -174,6 +183,7 @@ class _Peer:
     outbox: _Outbox
     task: asyncio.Task[None] | None = None
     stream: aiohttp.ClientWebSocketResponse | None = None
+    cert_der: bytes | None = None  # the certificate the peer presented on ``stream``
     sending: int = 0  # writes under way on the stream (the writer task's, or an eager one's)
 
 
@@ -218,6 +228,9 @@ class Transport:
             if peer_id != node_id
         }
         self._inbound: dict[str, web.WebSocketResponse] = {}
+        self._inbound_certs: dict[str, bytes] = {}  # the certificate each inbound peer showed
+        self._closing: set[asyncio.Task[bool]] = set()
+        self._recheck_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._started = False
@@ -254,6 +267,8 @@ class Transport:
         for peer in self._peers.values():
             peer.task = asyncio.create_task(self._run_peer(peer), name=f"p2p-out-{peer.node_id}")
             peer.task.add_done_callback(_log_task_failure)
+        self._recheck_task = asyncio.create_task(self._recheck_periodically(), name="p2p-recheck")
+        self._recheck_task.add_done_callback(_log_task_failure)
 
     def update_members(
         self, members: Mapping[str, tuple[str, int]], authenticator: PeerAuthenticator
@@ -267,6 +282,7 @@ class Transport:
             if peer.task is not None:
                 peer.task.cancel()
             ws = self._inbound.pop(peer_id, None)
+            self._inbound_certs.pop(peer_id, None)
             if ws is not None and not ws.closed:
                 asyncio.get_running_loop().create_task(ws.close())
         for peer_id in sorted(set(wanted) - set(self._peers)):
@@ -276,11 +292,60 @@ class Transport:
             if self._started and not self._stopping:
                 peer.task = asyncio.create_task(self._run_peer(peer), name=f"p2p-out-{peer_id}")
                 peer.task.add_done_callback(_log_task_failure)
+        self.recheck_streams()  # a member's configured certificate may have changed
+
+    def recheck_streams(self) -> int:
+        """Authenticate every open stream's peer again, as a new connection would be now,
+        and close the streams whose certificate is no longer accepted (revoked since the
+        stream opened, expired, or no longer the member's configured one). The peer's next
+        dial is refused. Returns how many streams were closed."""
+        doomed: list[web.WebSocketResponse | aiohttp.ClientWebSocketResponse] = []
+        for peer_id, ws in list(self._inbound.items()):
+            if not ws.closed and not self._accepts(
+                peer_id, self._inbound_certs.get(peer_id), Purpose.TLS_CLIENT
+            ):
+                del self._inbound[peer_id]
+                del self._inbound_certs[peer_id]
+                doomed.append(ws)
+        for peer in self._peers.values():
+            ws_out = peer.stream
+            if (
+                ws_out is not None
+                and _is_open(ws_out)
+                and not self._accepts(peer.node_id, peer.cert_der, Purpose.TLS_SERVER)
+            ):
+                doomed.append(ws_out)
+        if not doomed:
+            return 0
+        for ws in doomed:
+            task = asyncio.get_running_loop().create_task(
+                ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"certificate not accepted")
+            )
+            self._closing.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._closing.discard)
+        self.metrics.inc("p2p_streams_closed_not_accepted", len(doomed))
+        event(log, logging.WARNING, "p2p.streams_closed_not_accepted", count=len(doomed))
+        return len(doomed)
+
+    async def _recheck_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            self.recheck_streams()
+
+    def _accepts(self, peer_id: str, cert_der: bytes | None, purpose: Purpose) -> bool:
+        try:
+            identity = self._auth.authenticate(cert_der, purpose)
+        except CertificateError:
+            return False
+        return identity.subject_id == peer_id
 
     async def stop(self) -> None:
         """Cancel the outbound tasks and close every stream, the site and the session."""
         self._stopping = True
         tasks = [p.task for p in self._peers.values() if p.task is not None]
+        if self._recheck_task is not None:
+            tasks.append(self._recheck_task)
+            self._recheck_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -366,22 +431,24 @@ class Transport:
 
     # --- inbound ------------------------------------------------------------------------------
 
-    def _authenticate_inbound(self, request: web.Request) -> str:
+    def _authenticate_inbound(self, request: web.Request) -> tuple[str, bytes]:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        cert_der = peer_certificate_der(ssl_object)
         try:
-            identity = self._auth.authenticate(peer_certificate_der(ssl_object), Purpose.TLS_CLIENT)
+            identity = self._auth.authenticate(cert_der, Purpose.TLS_CLIENT)
             if identity.subject_id == self.node_id:
                 raise CertificateError("the peer presented this node's own certificate")
         except CertificateError as exc:
             self.metrics.inc("p2p_in_refused_unknown_peer")
             event(log, logging.WARNING, "p2p.peer_refused", remote=request.remote, reason=str(exc))
             raise web.HTTPForbidden(text="not a member node\n") from None
-        return identity.subject_id
+        assert cert_der is not None  # authenticate refuses a missing certificate
+        return identity.subject_id, cert_der
 
     async def _handle_stream(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="stopping\n")
-        peer_id = self._authenticate_inbound(request)
+        peer_id, cert_der = self._authenticate_inbound(request)
         ws = web.WebSocketResponse(
             max_msg_size=limits.MESSAGE_BYTES_MAX,
             compress=False,
@@ -391,6 +458,7 @@ class Transport:
         await ws.prepare(request)
         older = self._inbound.get(peer_id)
         self._inbound[peer_id] = ws
+        self._inbound_certs[peer_id] = cert_der
         self.metrics.inc("p2p_in_streams_opened")
         if older is not None:
             await older.close(code=WSCloseCode.GOING_AWAY, message=b"replaced")
@@ -399,6 +467,7 @@ class Transport:
         finally:
             if self._inbound.get(peer_id) is ws:
                 del self._inbound[peer_id]
+                del self._inbound_certs[peer_id]
         return ws
 
     async def _read_stream(self, peer_id: str, ws: web.WebSocketResponse) -> None:
@@ -545,15 +614,15 @@ class Transport:
                 heartbeat=HEARTBEAT_S,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
             )
+        cert_der = peer_certificate_der(ws.get_extra_info("ssl_object"))
         try:
-            identity = self._auth.authenticate(
-                peer_certificate_der(ws.get_extra_info("ssl_object")), Purpose.TLS_SERVER
-            )
+            identity = self._auth.authenticate(cert_der, Purpose.TLS_SERVER)
             if identity.subject_id != peer.node_id:
                 raise CertificateError("the server is another member than the one dialled")
         except BaseException:
             await ws.close()
             raise
+        peer.cert_der = cert_der
         return ws
 
     async def _pump(self, peer: _Peer, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -25,12 +25,14 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import msgpack
 import pytest
 
+import node.transport as transport_module
 from identity.certs import cert_to_der
 from identity.keystore import read_cert
 from identity.validate import Purpose
@@ -99,6 +101,7 @@ class Member:
         peers: Iterable[str],
         *,
         revoked: Callable[[], frozenset[int]] = frozenset,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         address_override: dict[str, tuple[str, int]] | None = None,
     ) -> None:
         config = load_node_config(net.node_dir(node_id) / "node.toml")
@@ -119,7 +122,7 @@ class Member:
             members,
             server_ctx=contexts.server,
             client_ctx=contexts.client,
-            authenticator=PeerAuthenticator.from_network(net.config, revoked=revoked),
+            authenticator=PeerAuthenticator.from_network(net.config, revoked=revoked, clock=clock),
             on_message=lambda sender, msg: self.inbox.put_nowait((sender, msg)),
             metrics=self.metrics,
             backoff_ms_max=500,
@@ -365,6 +368,55 @@ async def test_revoked_member_is_refused_and_revocation_applies_to_the_next_conn
         assert b.inbox.empty()
         revoked.clear()  # e.g. a revocation that never committed: the next dial succeeds
         assert (await a.receive())[1] == ping("northgate", "ministry", b"refused")
+
+
+@pytest.mark.asyncio
+async def test_a_revocation_closes_the_streams_the_revoked_member_has_open(
+    local_network: InitialisedNetwork,
+) -> None:
+    northgate_serial = read_cert(local_network.node_dir("northgate") / "node.pem").serial_number
+    revoked: set[int] = set()
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", ["northgate"], revoked=lambda: frozenset(revoked)) as a,
+        Member(local_network, "northgate", ["ministry"]) as b,
+    ):
+        b.transport.send(ping("northgate", "ministry", b"before"))
+        a.transport.send(ping("ministry", "northgate", b"before"))
+        assert (await a.receive())[1] == ping("northgate", "ministry", b"before")
+        assert (await b.receive())[1] == ping("ministry", "northgate", b"before")
+        assert a.transport.recheck_streams() == 0  # nothing revoked: nothing closed
+        revoked.add(northgate_serial)  # the revocation commits on ministry
+        assert a.transport.recheck_streams() == 2  # northgate's inbound and our outbound
+        assert a.count("p2p_streams_closed_not_accepted") == 2
+        await eventually(lambda: "northgate" not in a.transport.connected_peers())
+        # northgate dials again and is refused; nothing it sends gets through.
+        b.transport.send(ping("northgate", "ministry", b"after"))
+        await eventually(lambda: a.count("p2p_in_refused_unknown_peer") >= 1)
+        await eventually(lambda: a.count("p2p_out_refused_unknown_peer") >= 1)
+        await asyncio.sleep(0.3)
+        assert a.inbox.empty()
+
+
+@pytest.mark.asyncio
+async def test_a_certificate_that_expires_loses_its_open_streams_at_the_next_recheck(
+    local_network: InitialisedNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport_module, "RECHECK_S", 0.05)
+    northgate_cert = read_cert(local_network.node_dir("northgate") / "node.pem")
+    now = [datetime.now(UTC)]
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", ["northgate"], clock=lambda: now[0]) as a,
+        Member(local_network, "northgate", ["ministry"]) as b,
+    ):
+        b.transport.send(ping("northgate", "ministry", b"before"))
+        assert (await a.receive())[1] == ping("northgate", "ministry", b"before")
+        await asyncio.sleep(0.2)  # several rechecks: a valid certificate keeps its stream
+        assert a.count("p2p_streams_closed_not_accepted") == 0
+        now[0] = northgate_cert.not_valid_after_utc + timedelta(seconds=1)
+        await eventually(lambda: a.count("p2p_streams_closed_not_accepted") >= 1)
+        await eventually(lambda: "northgate" not in a.transport.connected_peers())
 
 
 def test_a_member_certificate_must_be_the_configured_one(
