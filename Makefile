@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 # The ordering service against etcd (installs Debian's etcd-server if missing).
 bench-raft: $(STAMP)
-	$(BIN)/python bench/raft_vs_etcd.py
+	$(BIN)/python bench/raft_vs_etcd.py --rounds 3 --wait-quiet 30
 
 # End to end on the local network: committed registry writes/s and latency at 1-256 clients,
 # against the limit the signatures alone would set on this machine's cores.
