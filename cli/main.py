@@ -19,6 +19,7 @@ import click
 
 from cli.chain import chain
 from cli.cluster import down, node_group, raft_group, submit, up
+from cli.contracts import pin_contract_command
 from cli.errors import fail, passphrase_from_env
 from cli.identity import identity_group
 from cli.ledger import block_group, events, state_group
@@ -141,6 +142,7 @@ for command in (
     cli.add_command(command)
 network.add_command(add_org_command)
 network.add_command(add_node_command)
+network.add_command(pin_contract_command)
 raft_group.add_command(add_member)
 raft_group.add_command(remove_member)
 

@@ -52,15 +52,15 @@ def add_org_command(
     (signed by a ministry admin) that adds it to the network."""
     try:
         client = NodeClient(api_url(pick_node(network, via)), network_ssl_context(network))
-        current = _current_config(client)
+        current = current_config(client)
         if current.org(org) is not None:
             fail(f"there is already an organisation {org}")
         passphrase = passphrase_from_env(passphrase_env)
         entry = add_org(network, org, name, now=datetime.now(UTC), passphrase=passphrase)
         new = with_org_added(current, entry)
-        key, cert = _ministry_admin(network, current, passphrase_env)
+        key, cert = ministry_admin(network, current, passphrase_env)
         result = client.submit(encode(signed_update(new, key, cert)))
-        after = _current_config(client)
+        after = current_config(client)
     except MedledgerError as e:
         fail(str(e))
     if after.org(org) is None:
@@ -116,11 +116,14 @@ def add_node_command(
     )
 
 
-def _current_config(client: NodeClient) -> NetworkConfig:
+def current_config(client: NodeClient) -> NetworkConfig:
+    """The network configuration in force on the node *client* talks to."""
     return decode(client.config_bytes(), NetworkConfig)
 
 
-def _ministry_admin(network: Path, config: NetworkConfig, passphrase_env: str) -> tuple[Any, bytes]:
+def ministry_admin(network: Path, config: NetworkConfig, passphrase_env: str) -> tuple[Any, bytes]:
+    """The ministry admin's signing key and certificate (DER), who signs configuration
+    updates."""
     ministry = next(o.org_id for o in config.orgs if o.kind == "ministry")
     admin = network / "orgs" / ministry / "admin"
     key = read_signing_key(admin / "admin.key", passphrase_from_env(passphrase_env))
@@ -132,14 +135,14 @@ def _submit_change(
 ) -> tuple[NodeClient, NetworkConfig]:
     ctx = network_ssl_context(network)
     client = NodeClient(api_url(pick_node(network, via)), ctx)
-    current = _current_config(client)
+    current = current_config(client)
     if change == "add":
         new = with_member_added(current, member_from_node_dir(network / "nodes" / node, current))
     else:
         new = with_member_removed(current, node)
-    key, cert = _ministry_admin(network, current, passphrase_env)
+    key, cert = ministry_admin(network, current, passphrase_env)
     client.submit(encode(signed_update(new, key, cert)))
-    after = _current_config(client)
+    after = current_config(client)
     if after.sequence < new.sequence or (after.member(node) is None) != (change == "remove"):
         fail(
             "the configuration update was committed but rejected by validation "

@@ -8,9 +8,12 @@ signed by an admin of the ministry, and making exactly one change:
   issued), members unchanged; its nodes join by later updates;
 - or one member added or removed, organisations unchanged. An added member's node
   certificate must be issued by its organisation's CA for that node id and be valid for
-  TLS server use at the update's time.
+  TLS server use at the update's time;
+- or one contract pinned: a new contract (pinned last), or a pinned one re-pinned in place
+  with a new version and code hash (Fabric's chaincode definition, approved here by the
+  ministry). A pin is never removed: the chain holds transactions of every contract.
 
-The endorsement rule, batch settings and contract pins do not change in this version.
+The endorsement rule and batch settings do not change in this version.
 Every member evaluates these rules when it applies the block, so all agree on the outcome.
 """
 
@@ -48,12 +51,18 @@ def update_problem(
         return "the network id and root CA cannot change"
     if new.sequence != current.sequence + 1:
         return f"sequence must be {current.sequence + 1}"
-    same = (new.endorsement_rule, new.batch, new.contracts)
-    if same != (current.endorsement_rule, current.batch, current.contracts):
-        return "only organisations and members may change in this version"
+    if (new.endorsement_rule, new.batch) != (current.endorsement_rule, current.batch):
+        return "only organisations, members and contract pins may change in this version"
+    changes = [
+        new.orgs != current.orgs,
+        new.members != current.members,
+        new.contracts != current.contracts,
+    ]
+    if sum(changes) > 1:
+        return "an update adds an organisation, changes a member or pins a contract, not two"
+    if new.contracts != current.contracts:
+        return _pin_problem(current, new)
     if new.orgs != current.orgs:
-        if new.members != current.members:
-            return "an update adds an organisation or changes a member, not both"
         return _org_added_problem(current, new)
     old_ids = [m.node_id for m in current.members]
     new_ids = [m.node_id for m in new.members]
@@ -75,6 +84,22 @@ def update_problem(
             return "the new member's certificate is not a node certificate for its node id"
         if node.org_id != member.org_id:
             return "the new member's certificate belongs to another organisation"
+    return None
+
+
+def _pin_problem(current: NetworkConfig, new: NetworkConfig) -> str | None:
+    old_names = [p.name for p in current.contracts]
+    if [p.name for p in new.contracts[: len(old_names)]] != old_names:
+        return "pinned contracts stay, in their order; a new one is pinned last"
+    added = new.contracts[len(old_names) :]
+    repinned = [
+        (old, pin) for old, pin in zip(current.contracts, new.contracts, strict=False) if old != pin
+    ]
+    if len(added) + len(repinned) != 1:
+        return "exactly one contract must be pinned or re-pinned"
+    for old, pin in repinned:
+        if pin.version == old.version:
+            return f"re-pinning {pin.name} needs a new version (it is {old.version})"
     return None
 
 

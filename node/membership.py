@@ -20,7 +20,14 @@ from identity.keystore import read_cert
 from node.config import load_node_config
 from protocol import limits
 from protocol.codec import encode
-from protocol.config import ConfigEnvelope, ConfigUpdate, MemberConfig, NetworkConfig, OrgConfig
+from protocol.config import (
+    ConfigEnvelope,
+    ConfigUpdate,
+    ContractPin,
+    MemberConfig,
+    NetworkConfig,
+    OrgConfig,
+)
 from protocol.errors import ConfigError
 
 
@@ -58,6 +65,20 @@ def with_org_added(config: NetworkConfig, org: OrgConfig) -> NetworkConfig:
     if config.org(org.org_id) is not None:
         raise ConfigError(f"there is already an organisation {org.org_id}")
     return dataclasses.replace(config, sequence=config.sequence + 1, orgs=(*config.orgs, org))
+
+
+def with_contract_pinned(config: NetworkConfig, pin: ContractPin) -> NetworkConfig:
+    """*config* pinning *pin* (in place of an earlier pin of its name, or last) with the
+    next sequence number."""
+    pins = list(config.contracts)
+    at = next((i for i, p in enumerate(pins) if p.name == pin.name), None)
+    if at is not None and pins[at] == pin:
+        raise ConfigError(f"{pin.name} {pin.version} is pinned with this code already")
+    if at is None:
+        pins.append(pin)
+    else:
+        pins[at] = pin
+    return dataclasses.replace(config, sequence=config.sequence + 1, contracts=tuple(pins))
 
 
 def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:

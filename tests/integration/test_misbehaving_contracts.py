@@ -2,21 +2,20 @@
 
 The contract (tests/unit/contracts_fixture/misbehaving.py) reaches the nodes the way any
 third-party contract does: an installed distribution declares it in the
-``medledger.contracts`` entry-point group (here a dist-info directory on the node
-processes' PYTHONPATH), and the genesis configuration pins its name, version and code hash
-(signed by the ministry admin and the ministry node like any genesis; configuration
-updates cannot change pins). A function that raises, one that loops past the step budget
-and one that returns more than a result may hold are refused by every endorser with a
-clear error; nothing is ordered or written, the same gateway then commits a registry write
-VALID and reports healthy, and no node logs the calls' arguments.
+``medledger.contracts`` entry-point group (here a dist-info directory on the PYTHONPATH of
+the nodes and of the CLI), and ``medledger network pin-contract`` commits the configuration
+update, signed by the ministry admin, that pins its name, version and code hash. Before
+that, endorsers refuse it as not deployed. A function that raises, one that loops past the
+step budget and one that returns more than a result may hold are refused by every endorser
+with a clear error; nothing is ordered or written, the same gateway then commits a registry
+write VALID and reports healthy, and no node logs the calls' arguments.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,19 +25,12 @@ import pytest
 from chaincode.registry import ENTRY_POINT_GROUP, ContractRegistry
 from chaincode.runtime import STEP_BUDGET_DEFAULT
 from cli.tx import Caller
-from identity.certs import cert_to_der
-from identity.keystore import read_cert, read_signing_key
-from node.bootstrap import GENESIS_FILE
 from node.client import NodeClient, NodeRefused
 from node.gateway import ENDORSE_DEADLINE_S
-from node.genesis import build_genesis
-from node.store import install_genesis, open_node_store
 from node.supervisor import api_url
 from protocol import limits
-from protocol.codec import encode
-from protocol.config import ContractPin
 from tests.integration.cluster import NETWORK_ID, Cluster, medledger
-from tests.integration.conftest import InitialisedNetwork, init_local_network
+from tests.integration.conftest import init_local_network
 from tests.unit.contracts_fixture.misbehaving import Misbehaving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,40 +57,13 @@ def _install_contract(site: Path) -> None:
     )
 
 
-def _pin_in_genesis(net: InitialisedNetwork) -> InitialisedNetwork:
-    """*net* with a genesis block whose configuration also pins the misbehaving contract,
-    signed by the ministry admin and node, installed in every node's (fresh) database."""
-    registered = ContractRegistry().register(Misbehaving)
-    pin = ContractPin(registered.name, registered.version, registered.code_hash)
-    config = dataclasses.replace(net.config, contracts=(*net.config.contracts, pin))
-    ministry = next(o.org_id for o in config.orgs if o.kind == "ministry")
-    signer = next(m.node_id for m in config.members if m.org_id == ministry)
-    admin = net.org_dir(ministry) / "admin"
-    genesis = build_genesis(
-        config,
-        admin_key=read_signing_key(admin / "admin.key"),
-        admin_cert_der=cert_to_der(read_cert(admin / "admin.pem")),
-        signer_key=read_signing_key(net.node_dir(signer) / "node.key"),
-        signer_cert_der=cert_to_der(read_cert(net.node_dir(signer) / "node.pem")),
-        timestamp_ms=int(time.time() * 1000),
-        nonce=os.urandom(limits.NONCE_BYTES),
-    )
-    (net.out / GENESIS_FILE).write_bytes(encode(genesis))
-    for entry in net.nodes:
-        data = entry.config.parent / "data"
-        shutil.rmtree(data)
-        with open_node_store(data, create=True) as stores:
-            install_genesis(stores, genesis)
-    return dataclasses.replace(net, config=config)
-
-
 @pytest.fixture
 def contract_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """The local network running the misbehaving contract; stopped afterwards."""
     _install_contract(tmp_path / "site")
     paths = [str(tmp_path / "site"), str(REPO), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # node processes
-    c = Cluster(_pin_in_genesis(init_local_network(tmp_path / "net")))
+    c = Cluster(init_local_network(tmp_path / "net"))
     try:
         c.leader()
         yield c
@@ -131,7 +96,19 @@ def test_a_misbehaving_contract_is_refused_and_the_node_keeps_serving(
     cluster = contract_cluster
     gateway, endorser = _caller(cluster, GATEWAY), _caller(cluster, "riverside")
 
-    # The contract is installed and pinned on every node: its honest function commits.
+    # Installed on every node but not pinned: no endorser runs it.
+    with pytest.raises(NodeRefused, match="'misbehaving' is not deployed on this network"):
+        gateway.invoke("misbehaving", "put", (b"fine", b"ok"))
+    pinned = medledger(
+        "network", "pin-contract", "--network", str(cluster.out), "misbehaving", "--json"
+    )
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    pin = ContractRegistry().register(Misbehaving)
+    assert json.loads(pinned.stdout)["code_hash"] == pin.code_hash.hex()
+    again = medledger("network", "pin-contract", "--network", str(cluster.out), "misbehaving")
+    assert again.returncode != 0 and "pinned with this code already" in again.stderr
+
+    # Pinned: its honest function commits.
     _, done = gateway.invoke("misbehaving", "put", (b"fine", b"ok"))
     assert done["status"] == "VALID", done
     before = _heights(cluster, at_least=done["block"] + 1)

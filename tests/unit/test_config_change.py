@@ -9,6 +9,7 @@ added (with a node certificate of its own org for its id) or removed, nothing el
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,7 @@ from protocol.config import (
     BatchConfig,
     ConfigEnvelope,
     ConfigUpdate,
+    ContractPin,
     MemberConfig,
     NetworkConfig,
     OrgConfig,
@@ -126,7 +128,7 @@ def test_adding_and_removing_one_member_is_accepted(world: World) -> None:
         ("skipped sequence", "sequence must be 1"),
         ("two added", "exactly one member"),
         ("nothing changed", "exactly one member"),
-        ("batch changed", "only organisations and members may change"),
+        ("batch changed", "only organisations, members and contract pins may change"),
         ("cert of another org", "belongs to another organisation"),
         ("cert for another id", "not a node certificate for its node id"),
         ("member changed", "a member that stays cannot change"),
@@ -203,7 +205,7 @@ def test_adding_one_hospital_is_accepted(world: World) -> None:
     ("case", "words"),
     [
         ("another root", "new organisation CA"),
-        ("with a member", "not both"),
+        ("with a member", "not two"),
         ("two orgs", "exactly one organisation"),
         ("ca of another org", "names another organisation"),
     ],
@@ -226,3 +228,51 @@ def test_org_additions_that_do_not_follow_are_refused(world: World, case: str, w
     config = dataclasses.replace(world.config, sequence=1, orgs=orgs, members=members)
     problem = update_problem(world.config, world.update(config), world.trust)
     assert problem is not None and words in problem, problem
+
+
+def _pin(name: str, version: str = "1.0", code: bytes = b"code") -> ContractPin:
+    return ContractPin(name=name, version=version, code_hash=hashlib.sha256(code).digest())
+
+
+def _pinned(world: World, *pins: ContractPin) -> NetworkConfig:
+    return dataclasses.replace(world.config, contracts=pins)
+
+
+def test_pinning_a_new_contract_or_a_new_version_is_accepted(world: World) -> None:
+    current = _pinned(world, _pin("registry"))
+    for contracts in (
+        (_pin("registry"), _pin("records")),  # a new contract, pinned last
+        (_pin("registry", "1.1", b"new code"),),  # a new version in place
+    ):
+        new = dataclasses.replace(current, sequence=1, contracts=contracts)
+        assert update_problem(current, world.update(new), world.trust) is None, contracts
+
+
+@pytest.mark.parametrize(
+    ("contracts", "words"),
+    [
+        ((), "pinned contracts stay"),
+        ((_pin("records"), _pin("registry")), "pinned contracts stay"),
+        ((_pin("registry"), _pin("records"), _pin("consent")), "exactly one contract"),
+        ((_pin("registry", "1.0", b"other code"),), "needs a new version"),
+    ],
+)
+def test_pin_updates_that_do_not_follow_are_refused(
+    world: World, contracts: tuple[ContractPin, ...], words: str
+) -> None:
+    current = _pinned(world, _pin("registry"))
+    new = dataclasses.replace(current, sequence=1, contracts=contracts)
+    problem = update_problem(current, world.update(new), world.trust)
+    assert problem is not None and words in problem, problem
+
+
+def test_a_pin_comes_alone_and_from_a_ministry_admin(world: World) -> None:
+    current = _pinned(world, _pin("registry"))
+    pinned = dataclasses.replace(current, sequence=1, contracts=(_pin("registry"), _pin("x")))
+    with_member = dataclasses.replace(
+        pinned, members=(*current.members, world.node("northgate", "n2", 20004))
+    )
+    problem = update_problem(current, world.update(with_member), world.trust)
+    assert problem is not None and "not two" in problem, problem
+    problem = update_problem(current, world.update(pinned, signer="northgate"), world.trust)
+    assert problem is not None and "only a ministry admin" in problem, problem
