@@ -11,7 +11,14 @@ signed by an admin of the ministry, and making exactly one change:
   TLS server use at the update's time;
 - or one contract pinned: a new contract (pinned last), or a pinned one re-pinned in place
   with a new version and code hash (Fabric's chaincode definition, approved here by the
-  ministry). A pin is never removed: the chain holds transactions of every contract.
+  ministry). A pin is never removed: the chain holds transactions of every contract;
+- or one organisation's certificate revocation list replaced, signed by an admin of that
+  organisation or of the ministry: the new list must be issued and signed by the
+  organisation's CA, carry a higher CRL number and a later thisUpdate, and still revoke
+  everything the old one did (a list only grows).
+
+An added organisation must come with a revocation list its CA signed, so that every
+organisation always publishes one (TLS checks them all or none).
 
 The endorsement rule and batch settings do not change in this version.
 Every member evaluates these rules when it applies the block, so all agree on the outcome.
@@ -19,11 +26,13 @@ Every member evaluates these rules when it applies the block, so all agree on th
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from cryptography.x509.oid import NameOID
 
 from identity.certs import cert_from_der
+from identity.crl import read_crl
 from identity.validate import Purpose, TrustStore
 from protocol.codec import encode
 from protocol.config import ConfigEnvelope, NetworkConfig
@@ -44,8 +53,13 @@ def update_problem(
         trust.verify_signature(creator, encode(update), envelope.signature)
     except RemoteError as e:
         return f"creator: {e}"
+    replaced = _crl_replaced(current, new)
     org = current.org(creator.org_id)
-    if org is None or org.kind != "ministry" or creator.role != "admin":
+    if replaced is not None and creator.role == "admin" and creator.org_id == replaced:
+        pass  # an organisation's admin publishes its own CA's list
+    elif org is None or org.kind != "ministry" or creator.role != "admin":
+        if replaced is not None:
+            return "only an admin of the organisation or of the ministry may replace its CRL"
         return "only a ministry admin may change the configuration"
     if new.network_id != current.network_id or new.root_ca != current.root_ca:
         return "the network id and root CA cannot change"
@@ -62,6 +76,8 @@ def update_problem(
         return "an update adds an organisation, changes a member or pins a contract, not two"
     if new.contracts != current.contracts:
         return _pin_problem(current, new)
+    if replaced is not None:
+        return _crl_problem(current, new, replaced)
     if new.orgs != current.orgs:
         return _org_added_problem(current, new)
     old_ids = [m.node_id for m in current.members]
@@ -103,6 +119,39 @@ def _pin_problem(current: NetworkConfig, new: NetworkConfig) -> str | None:
     return None
 
 
+def _crl_replaced(current: NetworkConfig, new: NetworkConfig) -> str | None:
+    """The organisation whose CRL alone *new* replaces (None if that is not the change)."""
+    if len(new.orgs) != len(current.orgs) or new.orgs == current.orgs:
+        return None
+    differing = [(old, org) for old, org in zip(current.orgs, new.orgs, strict=True) if old != org]
+    if len(differing) != 1:
+        return None
+    old, org = differing[0]
+    if dataclasses.replace(old, crl=org.crl) != org:
+        return None
+    return org.org_id
+
+
+def _crl_problem(current: NetworkConfig, new: NetworkConfig, org_id: str) -> str | None:
+    old, org = current.org(org_id), new.org(org_id)
+    assert old is not None and org is not None  # _crl_replaced found both
+    try:
+        ca = cert_from_der(org.ca_cert)
+        info = read_crl(org.crl, ca)
+        before = read_crl(old.crl, ca) if old.crl else None
+    except RemoteError as e:
+        return f"revocation list of {org_id}: {e}"
+    if before is None:
+        return None
+    if info.number <= before.number:
+        return f"the new revocation list of {org_id} must have a higher CRL number"
+    if info.this_update <= before.this_update:
+        return f"the new revocation list of {org_id} must be issued after the current one"
+    if not before.serials <= info.serials:
+        return f"the new revocation list of {org_id} drops a revoked certificate"
+    return None
+
+
 def _org_added_problem(current: NetworkConfig, new: NetworkConfig) -> str | None:
     if new.orgs[: len(current.orgs)] != current.orgs or len(new.orgs) != len(current.orgs) + 1:
         return "exactly one organisation must be added, after the existing ones"
@@ -120,4 +169,8 @@ def _org_added_problem(current: NetworkConfig, new: NetworkConfig) -> str | None
         return f"new organisation CA: {e}"
     if [n.value for n in names] != [added.org_id]:
         return "the new organisation CA names another organisation"
+    try:
+        read_crl(added.crl, ca)
+    except RemoteError as e:
+        return f"new organisation's revocation list: {e}"
     return None

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from identity.certs import ID_CHARS, PARSE_ERRORS, ROLES, cert_from_der
+from identity.crl import read_crl
 from identity.keys import CURVE_NAME, SigningKey, VerifyingKey
 from protocol import limits
 from protocol.errors import CertificateError, LocalError
@@ -230,6 +231,7 @@ def _check_at(at: dt.datetime) -> dt.datetime:
 class _OrgCA:
     org_id: str
     cert: x509.Certificate
+    crl_serials: frozenset[int] = frozenset()  # what its CRL in the configuration revokes
 
 
 # Leaves whose chain, signatures, usage and subject were verified, per purpose. A network
@@ -244,6 +246,7 @@ class _Verified:
 
     identity: Identity
     ca_serial: int
+    ca: _OrgCA
     windows: tuple[tuple[dt.datetime, dt.datetime, str], ...]  # validity, root to leaf
 
 
@@ -299,13 +302,18 @@ class TrustStore:
         root: x509.Certificate,
         org_cas: Iterable[x509.Certificate],
         signatures: SignatureMemo | None = None,
+        crls: Iterable[bytes] = (),
     ) -> None:
         """*signatures*: the node's memo of verified signatures, kept when a new store is
-        built for a changed configuration (a new one if not given)."""
+        built for a changed configuration (a new one if not given). *crls*: the
+        organisation CAs' revocation lists (DER); a leaf its issuer's list names is revoked,
+        like one in the registry's list (each must be signed by one of *org_cas*)."""
         try:
             self._load(root, org_cas)
         except PARSE_ERRORS as exc:
             raise CertificateError("a CA certificate has a malformed or unsupported field") from exc
+        for der in crls:
+            self._load_crl(der)
         self._verified: OrderedDict[tuple[bytes, Purpose], _Verified] = OrderedDict()
         self.signatures = signatures or SignatureMemo()
 
@@ -330,6 +338,18 @@ class TrustStore:
             self._org_cas[key_id] = _OrgCA(org_id, cert)
         if len(self._org_cas) > limits.ORGS_MAX:
             raise CertificateError(f"more than {limits.ORGS_MAX} organisation CAs")
+
+    def _load_crl(self, der: bytes) -> None:
+        try:
+            issuer = x509.load_der_x509_crl(der).issuer
+        except PARSE_ERRORS:
+            raise CertificateError("a CRL is malformed") from None
+        for key_id, ca in self._org_cas.items():
+            if ca.cert.subject == issuer:
+                info = read_crl(der, ca.cert)
+                self._org_cas[key_id] = _OrgCA(ca.org_id, ca.cert, info.serials)
+                return
+        raise CertificateError("a CRL names no organisation CA of this network")
 
     @property
     def root(self) -> x509.Certificate:
@@ -364,7 +384,7 @@ class TrustStore:
             # order and with the messages of a full validation.
             if known.ca_serial in revoked:
                 raise CertificateError("certificate's organisation CA is revoked")
-            if known.identity.serial in revoked:
+            if known.identity.serial in revoked or known.identity.serial in known.ca.crl_serials:
                 raise CertificateError("certificate is revoked")
             for window in known.windows:
                 _check_window(window, at)
@@ -380,6 +400,7 @@ class TrustStore:
         self._verified[key] = _Verified(
             identity,
             org_ca.cert.serial_number,
+            org_ca,
             (
                 _window(self._root, "root CA"),
                 _window(org_ca.cert, "organisation CA"),
@@ -432,7 +453,7 @@ class TrustStore:
 
         if org_ca.cert.serial_number in revoked:
             raise CertificateError("certificate's organisation CA is revoked")
-        if cert.serial_number in revoked:
+        if cert.serial_number in revoked or cert.serial_number in org_ca.crl_serials:
             raise CertificateError("certificate is revoked")
 
         _check_time(self._root, at, "root CA")

@@ -39,6 +39,7 @@ from identity.certs import (
     issue_node_cert,
     issue_user_cert,
 )
+from identity.crl import make_crl
 from identity.keys import SigningKey
 from identity.keystore import read_cert, read_signing_key, write_cert, write_private_key
 from node.config import ListenConfig, node_config_toml
@@ -121,9 +122,7 @@ def init_network(profile: Profile, options: InitOptions) -> list[NodeEntry]:
     for i, spec in enumerate(profile.orgs):
         kind = "ministry" if spec is profile.ministry else "hospital"
         ca, admin_key, admin_cert = _lay_out_org(out, root, spec.org_id, spec.name, now, secret)
-        orgs.append(
-            OrgConfig(org_id=spec.org_id, name=spec.name, kind=kind, ca_cert=cert_to_der(ca.cert))
-        )
+        orgs.append(_org_config(ca, spec.org_id, spec.name, kind, now))
         admin_keys[spec.org_id] = (admin_key, cert_to_der(admin_cert))
 
         node_dir = out / "nodes" / spec.node_id
@@ -302,7 +301,15 @@ def add_org(
         read_cert(root_dir / "root.pem"), read_signing_key(root_dir / "root.key", passphrase)
     )
     ca, _, _ = _lay_out_org(out, root, org_id, name, now, passphrase)
-    return OrgConfig(org_id=org_id, name=name, kind="hospital", ca_cert=cert_to_der(ca.cert))
+    return _org_config(ca, org_id, name, "hospital", now)
+
+
+def _org_config(
+    ca: CertificateAuthority, org_id: str, name: str, kind: str, now: datetime
+) -> OrgConfig:
+    """An organisation's configuration entry, with its CA's first (empty) revocation list."""
+    crl = make_crl(ca, (), number=1, this_update=now)
+    return OrgConfig(org_id=org_id, name=name, kind=kind, ca_cert=cert_to_der(ca.cert), crl=crl)
 
 
 def add_node(

@@ -34,7 +34,13 @@ from node.logs import event, setup_logging
 from node.metrics import Metrics
 from node.ordering import OrderingNode
 from node.store import install_genesis, open_node_store
-from node.tls import PeerAuthenticator, api_server_context, node_tls_contexts, trust_store
+from node.tls import (
+    PeerAuthenticator,
+    api_server_context,
+    load_crls,
+    node_tls_contexts,
+    trust_store,
+)
 from node.transport import Transport, start_tls_site
 from protocol.block import Block
 from protocol.codec import decode
@@ -160,15 +166,21 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     ordering.catch_up = functools.partial(_catch_up, ordering, stores, tls.client, config.node_id)
 
     known_cas = {org.ca_cert for org in network.orgs}
+    known_crls = {org.crl for org in network.orgs if org.crl}
 
     def follow_config(new: NetworkConfig) -> None:
         # A new organisation's nodes present certificates its CA issued: both TLS contexts
-        # learn that CA now, so new handshakes verify them (existing streams are unaffected).
+        # learn that CA now, so new handshakes verify them. A new or replaced revocation
+        # list applies to new handshakes too; open streams are checked again below
+        # (update_members ends with Transport.recheck_streams).
         added = [org.ca_cert for org in new.orgs if org.ca_cert not in known_cas]
-        if added:
-            for ctx in (tls.server, tls.client):
+        crls = [org.crl for org in new.orgs if org.crl and org.crl not in known_crls]
+        for ctx in (tls.server, tls.client):
+            if added:
                 ctx.load_verify_locations(cadata=b"".join(added))
-            known_cas.update(added)
+            load_crls(ctx, new, crls)
+        known_cas.update(added)
+        known_crls.update(crls)
         transport.update_members(
             _peers_of(new, config.node_id), PeerAuthenticator.from_network(new, revoked=revoked)
         )

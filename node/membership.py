@@ -81,6 +81,15 @@ def with_contract_pinned(config: NetworkConfig, pin: ContractPin) -> NetworkConf
     return dataclasses.replace(config, sequence=config.sequence + 1, contracts=tuple(pins))
 
 
+def with_crl(config: NetworkConfig, org_id: str, crl: bytes) -> NetworkConfig:
+    """*config* with *crl* as organisation *org_id*'s revocation list and the next sequence."""
+    org = config.org(org_id)
+    if org is None:
+        raise ConfigError(f"no organisation {org_id}")
+    orgs = tuple(dataclasses.replace(o, crl=crl) if o is org else o for o in config.orgs)
+    return dataclasses.replace(config, sequence=config.sequence + 1, orgs=orgs)
+
+
 def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:
     """*config* without member *node_id* and with the next sequence number."""
     if config.member(node_id) is None:

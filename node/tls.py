@@ -10,6 +10,9 @@ Two layers, because each catches what the other cannot:
    never gets past the handshake. The client also checks the server's name against the
    member's configured host (node certificates carry it, ``localhost`` and ``127.0.0.1`` in
    their SAN), and OpenSSL checks the EKU (serverAuth / clientAuth) for each direction.
+   Each organisation CA's revocation list from the configuration is loaded too, and the
+   peer's leaf is checked against its issuer's (:func:`load_crls`): a revoked node fails the
+   handshake. When a list is replaced, the daemon loads the new one into both contexts.
 2. **Membership (ours).** A valid chain is not enough: an org admin's or a doctor's
    certificate chains to the same root. :class:`PeerAuthenticator` re-validates the peer's
    DER with :meth:`identity.validate.TrustStore.validate` (our profile, revocation, time) and
@@ -30,11 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from identity.certs import cert_from_der, cert_to_der
+from identity.crl import crl_to_pem
 from identity.keystore import read_cert, read_signing_key
 from identity.validate import Identity, Purpose, SignatureMemo, TrustStore
 from node.config import NodeConfig
@@ -62,10 +67,32 @@ def trust_anchors_der(network: NetworkConfig) -> bytes:
 
 
 def trust_store(network: NetworkConfig, signatures: SignatureMemo | None = None) -> TrustStore:
-    """The :class:`TrustStore` of *network*'s root and organisation CAs (keeping the node's
-    *signatures* memo, if given)."""
+    """The :class:`TrustStore` of *network*'s root and organisation CAs and their CRLs
+    (keeping the node's *signatures* memo, if given)."""
     org_cas = [cert_from_der(org.ca_cert) for org in network.orgs]
-    return TrustStore(cert_from_der(network.root_ca), org_cas, signatures)
+    crls = [org.crl for org in network.orgs if org.crl]
+    return TrustStore(cert_from_der(network.root_ca), org_cas, signatures, crls)
+
+
+def load_crls(ctx: ssl.SSLContext, network: NetworkConfig, crls: Iterable[bytes]) -> None:
+    """Add *crls* (DER) to *ctx*'s store, and have OpenSSL check every peer's leaf against
+    its issuer's list once every organisation of *network* publishes one.
+
+    A replaced list stays in the store next to its successor; OpenSSL uses the one with the
+    later ``thisUpdate``, which the configuration rules make the newer one. (CPython loads
+    CRLs only from a file, so they pass through a private temporary one.)
+    """
+    pems = b"".join(crl_to_pem(der) for der in crls)
+    if pems:
+        with tempfile.NamedTemporaryFile(prefix="medledger-crls-", suffix=".pem") as f:
+            f.write(pems)
+            f.flush()
+            try:
+                ctx.load_verify_locations(cafile=f.name)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"network configuration: unusable CRLs ({exc})") from None
+    if network.orgs and all(org.crl for org in network.orgs):
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def _base_context(
@@ -87,6 +114,7 @@ def _base_context(
         ctx.load_verify_locations(cadata=trust_anchors_der(network))
     except ssl.SSLError as exc:
         raise ConfigError(f"network configuration: unusable CA certificates ({exc})") from None
+    load_crls(ctx, network, [org.crl for org in network.orgs if org.crl])
     return ctx
 
 

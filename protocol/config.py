@@ -22,12 +22,15 @@ ENDORSEMENT_RULES = ("2f+1",)  # PBFT-lite: q = 2f+1 of n endorsers, f = (n-1)//
 
 @message("org_config")
 class OrgConfig:
-    """One organisation: its id, display name, kind and CA certificate (DER)."""
+    """One organisation: its id, display name, kind, CA certificate (DER) and that CA's
+    current certificate revocation list (DER; every node's TLS checks it, so a network
+    whose organisations all publish one refuses a revoked node at the handshake)."""
 
     org_id: str = field(max_len=_ID)
     name: str = field(max_len=limits.NAME_CHARS_MAX)
     kind: str = field(max_len=_ID)
     ca_cert: bytes = field(max_len=_CERT)
+    crl: bytes = field(max_len=limits.CRL_BYTES_MAX)
 
     def check(self) -> None:
         if not self.org_id:

@@ -23,6 +23,9 @@ NONCE_BYTES = 24  # 192 random bits: a collision between two clients is not a pr
 # A DER end-entity certificate of ours is about 600 bytes; 4 KiB leaves room for long
 # subjects and extensions while bounding what an unknown sender can make us parse.
 CERTIFICATE_BYTES_MAX = 4 * KIB
+# An organisation CA's revocation list (DER): about a hundred revoked certificates; people's
+# certificates are revoked in the registry contract, this list is what TLS checks (nodes').
+CRL_BYTES_MAX = 4 * KIB
 # An uncompressed P-256 point (0x04 || X || Y), the form WebCrypto exports as "raw".
 PUBLIC_POINT_BYTES = 65
 
@@ -86,8 +89,10 @@ def check_relations(values: Mapping[str, Any]) -> None:
         "the configuration fits in the genesis block",
     )
     need(
-        (v["ORGS_MAX"] + v["MEMBERS_MAX"]) * v["CERTIFICATE_BYTES_MAX"] <= v["CONFIG_BYTES_MAX"],
-        "a full configuration of org CAs and member certificates fits its limit",
+        v["ORGS_MAX"] * (v["CERTIFICATE_BYTES_MAX"] + v["CRL_BYTES_MAX"])
+        + v["MEMBERS_MAX"] * v["CERTIFICATE_BYTES_MAX"]
+        <= v["CONFIG_BYTES_MAX"],
+        "a full configuration of org CAs, their CRLs and member certificates fits its limit",
     )
     need(
         v["RECORD_BYTES_MAX"] + v["BLOCK_FRAMING_BYTES_MAX"] <= v["MESSAGE_BYTES_MAX"],

@@ -33,10 +33,12 @@ import msgpack
 import pytest
 
 import node.transport as transport_module
-from identity.certs import cert_to_der
-from identity.keystore import read_cert
+from identity.certs import CertificateAuthority, cert_to_der
+from identity.crl import make_crl
+from identity.keystore import read_cert, read_signing_key
 from identity.validate import Purpose
 from node.config import load_node_config
+from node.membership import with_crl
 from node.metrics import Metrics
 from node.tls import PeerAuthenticator, client_context, node_tls_contexts
 from node.transport import (
@@ -48,7 +50,7 @@ from node.transport import (
 )
 from protocol import codec, limits
 from protocol.codec import field, message
-from protocol.config import BatchConfig
+from protocol.config import BatchConfig, NetworkConfig
 from protocol.errors import CertificateError, ConfigError
 from tests.integration.conftest import InitialisedNetwork, init_local_network
 
@@ -103,9 +105,11 @@ class Member:
         revoked: Callable[[], frozenset[int]] = frozenset,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         address_override: dict[str, tuple[str, int]] | None = None,
+        network: NetworkConfig | None = None,
     ) -> None:
         config = load_node_config(net.node_dir(node_id) / "node.toml")
-        contexts = node_tls_contexts(config, net.config)
+        network = network or net.config  # the configuration this member has applied
+        contexts = node_tls_contexts(config, network)
         self.node_id = node_id
         self.host = config.listen.host
         self.port = config.listen.p2p_port
@@ -122,7 +126,7 @@ class Member:
             members,
             server_ctx=contexts.server,
             client_ctx=contexts.client,
-            authenticator=PeerAuthenticator.from_network(net.config, revoked=revoked, clock=clock),
+            authenticator=PeerAuthenticator.from_network(network, revoked=revoked, clock=clock),
             on_message=lambda sender, msg: self.inbox.put_nowait((sender, msg)),
             metrics=self.metrics,
             backoff_ms_max=500,
@@ -417,6 +421,32 @@ async def test_a_certificate_that_expires_loses_its_open_streams_at_the_next_rec
         now[0] = northgate_cert.not_valid_after_utc + timedelta(seconds=1)
         await eventually(lambda: a.count("p2p_streams_closed_not_accepted") >= 1)
         await eventually(lambda: "northgate" not in a.transport.connected_peers())
+
+
+@pytest.mark.asyncio
+async def test_a_node_on_its_organisations_revocation_list_fails_the_tls_handshake(
+    local_network: InitialisedNetwork,
+) -> None:
+    """OpenSSL itself refuses the revoked node, both ways: the application's check never
+    runs (no 'refused' count), the handshake fails (connection failures)."""
+    ca_dir = local_network.org_dir("northgate")
+    ca = CertificateAuthority(read_cert(ca_dir / "ca.pem"), read_signing_key(ca_dir / "ca.key"))
+    northgate = read_cert(local_network.node_dir("northgate") / "node.pem").serial_number
+    crl = make_crl(ca, {northgate}, number=2, this_update=datetime.now(UTC))
+    revoked_config = with_crl(local_network.config, "northgate", crl)
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", ["northgate"], network=revoked_config) as a,
+        Member(local_network, "northgate", ["ministry"]) as b,  # unaware of its revocation
+    ):
+        b.transport.send(ping("northgate", "ministry", b"refused"))
+        a.transport.send(ping("ministry", "northgate", b"refused"))
+        await eventually(lambda: b.count("p2p_out_connect_failed") >= 2)
+        await eventually(lambda: a.count("p2p_out_connect_failed") >= 2)
+        assert a.count("p2p_in_refused_unknown_peer") == 0  # never got past OpenSSL
+        assert a.count("p2p_out_refused_unknown_peer") == 0
+        assert a.count("p2p_in_streams_opened") == b.count("p2p_out_streams_opened") == 0
+        assert a.inbox.empty() and b.inbox.empty()
 
 
 def test_a_member_certificate_must_be_the_configured_one(

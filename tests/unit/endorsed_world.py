@@ -16,6 +16,7 @@ from identity.certs import (
     issue_node_cert,
     issue_user_cert,
 )
+from identity.crl import make_crl
 from identity.keys import SigningKey
 from identity.validate import TrustStore
 from protocol.codec import encode
@@ -104,7 +105,10 @@ def make_world() -> World:
         ca = CertificateAuthority(create_org_ca(root, org, org, ca_key.public_key, now=NOW), ca_key)
         cas.append(ca.cert)
         kind = "ministry" if org == "ministry" else "hospital"
-        orgs.append(OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert)))
+        crl = make_crl(ca, (), number=1, this_update=NOW)
+        orgs.append(
+            OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert), crl=crl)
+        )
         key = SigningKey.generate()
         cert = issue_node_cert(ca, org, org, key.public_key, ["127.0.0.1"], now=NOW)
         keys[org], serials[org] = key, cert.serial_number

@@ -176,6 +176,7 @@ def network_configs(draw: st.DrawFn, network_id: str | None = None) -> NetworkCo
             name=draw(st.text(max_size=20)),
             kind="ministry" if org_id == ministry else "hospital",
             ca_cert=draw(certs),
+            crl=draw(st.binary(max_size=64)),
         )
         for org_id in org_ids
     )

@@ -24,8 +24,10 @@ from identity.certs import (
     issue_node_cert,
     issue_user_cert,
 )
+from identity.crl import make_crl
 from identity.keys import SigningKey
 from identity.validate import TrustStore
+from node.membership import with_crl
 from protocol.codec import encode
 from protocol.config import (
     BatchConfig,
@@ -88,7 +90,10 @@ def world() -> World:
         admin_key = SigningKey.generate()
         admin = issue_user_cert(ca, org, f"admin@{org}", "admin", admin_key.public_key, now=NOW)
         admins[org] = (admin_key, cert_to_der(admin))
-        orgs.append(OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert)))
+        crl = make_crl(ca, (), number=1, this_update=NOW)
+        orgs.append(
+            OrgConfig(org_id=org, name=org, kind=kind, ca_cert=cert_to_der(ca.cert), crl=crl)
+        )
     w = World(None, TrustStore(root.cert, [c.cert for c in cas.values()]), cas, admins)  # type: ignore[arg-type]
     w.cas["root"] = root
     w.config = NetworkConfig(
@@ -179,7 +184,8 @@ def test_updates_that_do_not_follow_are_refused(world: World, case: str, words: 
 def _hospital(ca_root: CertificateAuthority, org_id: str, named: str | None = None) -> OrgConfig:
     key = SigningKey.generate()
     ca = create_org_ca(ca_root, named or org_id, org_id, key.public_key, now=NOW)
-    return OrgConfig(org_id=org_id, name=org_id, kind="hospital", ca_cert=cert_to_der(ca))
+    crl = make_crl(CertificateAuthority(ca, key), (), number=1, this_update=NOW)
+    return OrgConfig(org_id=org_id, name=org_id, kind="hospital", ca_cert=cert_to_der(ca), crl=crl)
 
 
 def test_a_configuration_cannot_even_hold_a_second_ministry_or_a_duplicate_org(
@@ -276,3 +282,55 @@ def test_a_pin_comes_alone_and_from_a_ministry_admin(world: World) -> None:
     assert problem is not None and "not two" in problem, problem
     problem = update_problem(current, world.update(pinned, signer="northgate"), world.trust)
     assert problem is not None and "only a ministry admin" in problem, problem
+
+
+def _listing(world: World, org: str, serials: set[int], number: int, later_s: int) -> NetworkConfig:
+    """*world*'s configuration with *org*'s revocation list replaced."""
+    crl = make_crl(
+        world.cas[org], serials, number=number, this_update=NOW + timedelta(seconds=later_s)
+    )
+    return with_crl(world.config, org, crl)
+
+
+def test_an_organisation_or_the_ministry_replaces_its_revocation_list(world: World) -> None:
+    new = _listing(world, "northgate", {12345}, number=2, later_s=1)
+    for signer in ("northgate", "ministry"):
+        assert update_problem(world.config, world.update(new, signer=signer), world.trust) is None
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("another org's admin", "only an admin of the organisation or of the ministry"),
+        ("same number", "higher CRL number"),
+        ("not later", "issued after the current one"),
+        ("drops a serial", "drops a revoked certificate"),
+        ("another CA's list", "names another issuer"),
+        ("with a member", "not two"),
+    ],
+)
+def test_revocation_lists_that_do_not_follow_are_refused(
+    world: World, case: str, words: str
+) -> None:
+    current = _listing(world, "northgate", {1, 2}, number=2, later_s=1)
+    current = dataclasses.replace(current, sequence=0)
+    new = _listing(world, "northgate", {1, 2, 3}, number=3, later_s=2)
+    signer = "northgate"
+    if case == "another org's admin":  # a hospital admin replacing the ministry's list
+        new = with_crl(
+            current, "ministry", make_crl(world.cas["ministry"], {9}, number=2, this_update=NOW)
+        )
+    elif case == "same number":
+        new = _listing(world, "northgate", {1, 2, 3}, number=2, later_s=2)
+    elif case == "not later":
+        new = _listing(world, "northgate", {1, 2, 3}, number=3, later_s=1)
+    elif case == "drops a serial":
+        new = _listing(world, "northgate", {1, 3}, number=3, later_s=2)
+    elif case == "another CA's list":
+        theirs = make_crl(world.cas["ministry"], {1, 2, 3}, number=3, this_update=NOW)
+        new = with_crl(current, "northgate", theirs)
+    elif case == "with a member":
+        new = dataclasses.replace(new, members=(*new.members, world.node("northgate", "n2", 20004)))
+    new = dataclasses.replace(new, sequence=1)
+    problem = update_problem(current, world.update(new, signer=signer), world.trust)
+    assert problem is not None and words in problem, problem

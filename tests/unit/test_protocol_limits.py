@@ -33,10 +33,11 @@ def test_limit_names_are_positive_ints() -> None:
         ({"ENVELOPE_BYTES_MAX": limits.BLOCK_BYTES_MAX + 1}, "an envelope fits in a block"),
         ({"BLOCK_FRAMING_BYTES_MAX": limits.MESSAGE_BYTES_MAX}, "a block fits in a frame"),
         ({"CONFIG_BYTES_MAX": limits.BLOCK_BYTES_MAX + 1}, "configuration fits in the genesis"),
-        ({"ORGS_MAX": 1_000}, "org CAs and member certificates"),
+        ({"ORGS_MAX": 1_000}, "org CAs, their CRLs and member certificates"),
         ({"RECORD_BYTES_MAX": limits.MESSAGE_BYTES_MAX}, "a record fits in a frame"),
         ({"ENDORSEMENTS_MAX": limits.MEMBERS_MAX - 1}, "every member can endorse"),
-        ({"CERTIFICATE_BYTES_MAX": 32 * limits.KIB}, "org CAs and member certificates"),
+        ({"CERTIFICATE_BYTES_MAX": 32 * limits.KIB}, "org CAs, their CRLs and member certificates"),
+        ({"CRL_BYTES_MAX": 16 * limits.KIB}, "org CAs, their CRLs and member certificates"),
         ({"ENDORSEMENTS_MAX": 1_000, "MEMBERS_MAX": 1}, "endorsements fits in an envelope"),
     ],
 )

@@ -219,9 +219,15 @@ def test_tx_ids() -> None:
 
 # --- network configuration ------------------------------------------------------------------
 
-MINISTRY = OrgConfig(org_id="ministry", name="Ministry of Health", kind="ministry", ca_cert=b"m")
-NORTH = OrgConfig(org_id="northgate", name="Northgate Hospital", kind="hospital", ca_cert=b"n")
-SOUTH = OrgConfig(org_id="southmere", name="Southmere Clinic", kind="hospital", ca_cert=b"s")
+MINISTRY = OrgConfig(
+    org_id="ministry", name="Ministry of Health", kind="ministry", ca_cert=b"m", crl=b""
+)
+NORTH = OrgConfig(
+    org_id="northgate", name="Northgate Hospital", kind="hospital", ca_cert=b"n", crl=b""
+)
+SOUTH = OrgConfig(
+    org_id="southmere", name="Southmere Clinic", kind="hospital", ca_cert=b"s", crl=b""
+)
 
 
 def member(node_id: str, org_id: str, host: str, p2p: int, api: int) -> MemberConfig:
