@@ -45,7 +45,7 @@ from node.transport import Transport, start_tls_site
 from protocol.block import Block
 from protocol.codec import decode
 from protocol.config import NetworkConfig
-from protocol.errors import ConfigError, RemoteError
+from protocol.errors import ConfigError, FieldError, RemoteError
 from protocol.ordering import ChainPoint
 from storage.ledger import Stores
 
@@ -93,7 +93,13 @@ def _prepare_chain(config: NodeConfig, stores: Stores) -> NetworkConfig:
             f"{config.genesis}: cannot read the genesis block ({e.strerror})"
         ) from None
     except RemoteError as e:
-        raise ConfigError(f"{config.genesis}: not a genesis block ({e})") from None
+        hint = ""
+        if isinstance(e, FieldError) and e.problem == "missing":
+            hint = (
+                "; a field this version needs is missing: was the network initialised by an "
+                "earlier version of medledger? initialise it again (network init --force)"
+            )
+        raise ConfigError(f"{config.genesis}: not a genesis block ({e}){hint}") from None
     if stores.blocks.height == 0:
         install_genesis(stores, genesis)
     elif stores.blocks.get_raw(0) != genesis_raw:

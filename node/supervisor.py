@@ -49,7 +49,20 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a child of ours that exited is a zombie until reaped: it answers kill(0)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # not our child: kill(0) said enough
+    return reaped == 0
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a node's output file (its error, if it exited on one)."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1][-300:] if lines else "no output"
 
 
 def _is_our_node(pid: int, config: Path) -> bool:
@@ -122,7 +135,10 @@ def wait_for_leader(
         leaders = set()
         for node in nodes:
             if not _alive(node.pid):
-                raise ConfigError(f"node {node.entry.node_id} exited; see {node.log_path}")
+                raise ConfigError(
+                    f"node {node.entry.node_id} exited: {_last_line(node.log_path)} "
+                    f"(see {node.log_path})"
+                )
             try:
                 health = NodeClient(api_url(node.entry), ctx, timeout_s=2).health()
                 leaders.add(health.get("leader") or "")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from node.supervisor import running_nodes
@@ -123,3 +125,26 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
 def test_up_refuses_a_network_already_running(network: Path) -> None:
     again = medledger("up", "--network", str(network), "--detach")
     assert again.returncode == 2 and "already running" in again.stderr
+
+
+def test_up_reports_at_once_why_a_node_could_not_start(tmp_path: Path) -> None:
+    """A node that exits on start (here: a genesis block missing a field this version
+    needs, as one written by an earlier version would be) fails `up` with its reason in
+    seconds, not after the leader wait, and no node is left running."""
+    out = tmp_path / "net"
+    init = medledger("network", "init", "--out", str(out))
+    assert init.returncode == 0, init.stderr
+    genesis = msgpack.unpackb((out / "genesis.block").read_bytes())
+    # Drop org_config.crl from the genesis configuration, byte-canonically re-packed.
+    tx = msgpack.unpackb(genesis[1]["transactions"][0])
+    for org in tx[1]["update"]["config"]["orgs"]:
+        del org["crl"]
+    genesis[1]["transactions"][0] = msgpack.packb(tx)
+    (out / "genesis.block").write_bytes(msgpack.packb(genesis))
+    started = time.monotonic()
+    up = medledger("up", "--network", str(out), "--detach")
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert time.monotonic() - started < 20
+    assert "org_config.crl: missing" in up.stderr
+    assert "initialised by an earlier version" in up.stderr
+    assert running_nodes(out) == []
