@@ -27,6 +27,7 @@ from identity.keystore import read_cert, read_signing_key
 from node.api import build_api_app
 from node.catchup import add_delivery_route, catch_up
 from node.config import NodeConfig, load_node_config
+from node.endorse_link import EndorseLink
 from node.events import EventHub
 from node.gateway import Gateway
 from node.genesis import CONFIG_KEY, CONFIG_NAMESPACE, genesis_envelope
@@ -46,7 +47,7 @@ from protocol.block import Block
 from protocol.codec import decode
 from protocol.config import NetworkConfig
 from protocol.errors import ConfigError, FieldError, RemoteError
-from protocol.ordering import ChainPoint
+from protocol.ordering import ChainPoint, EndorseAnswer, EndorseRequest
 from storage.ledger import Stores
 
 log = logging.getLogger("medledger.node")
@@ -158,16 +159,30 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         # every creator and endorser against the same list).
         return ordering.validator.revoked
 
+    def on_peer_message(sender: str, msg: object) -> None:
+        if isinstance(msg, EndorseRequest | EndorseAnswer):
+            link.on_message(sender, msg)  # the gateway's requests and their answers
+        else:
+            ordering.on_message(sender, msg)
+
     transport = Transport(
         config.node_id,
         _peers_of(network, config.node_id),
         server_ctx=tls.server,
         client_ctx=tls.client,
         authenticator=PeerAuthenticator.from_network(network, revoked=revoked),
-        on_message=ordering.on_message,
+        on_message=on_peer_message,
         metrics=metrics,
     )
     ordering.send = transport.send
+    link = EndorseLink(
+        config.node_id,
+        send=transport.send,
+        connected=transport.connected_peers,
+        endorse=ordering.endorse,
+        metrics=metrics,
+    )
+
     ordering.connected_peers = transport.connected_peers
     ordering.catch_up = functools.partial(_catch_up, ordering, stores, tls.client, config.node_id)
 
@@ -207,6 +222,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         client_ctx=tls.client,
         metrics=metrics,
         revoked=revoked,
+        link=link,
     )
     events = EventHub(stores.blocks)
     checked_revocations = [ordering.validator.revoked]

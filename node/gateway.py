@@ -1,7 +1,8 @@
 """The gateway: collect a quorum of endorsements for a client's signed proposal.
 
 Any hospital peer is a gateway. It sends the proposal to every endorsing member at once
-(itself directly, the others' ``POST /v1/endorse`` over TLS), each with a deadline, checks
+(itself directly, the others over the peer streams (:mod:`node.endorse_link`), or their
+``POST /v1/endorse`` over TLS while no stream is up), each with a deadline, checks
 each reply (the endorsement must be the member's own certificate and verify over the
 response bytes), and lets :func:`consensus.endorse.gather` pick the response q endorsers
 signed byte for byte. Endorsers that diverged are logged by node id and counted
@@ -27,6 +28,7 @@ import aiohttp
 
 from consensus.endorse import Reply, check_endorsement, endorsing_members, gather
 from identity.validate import TrustStore
+from node.endorse_link import EndorseLink, EndorserGone
 from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
@@ -59,8 +61,10 @@ class Gateway:
         metrics: Metrics,
         revoked: Callable[[], frozenset[int]] = frozenset,
         deadline_s: float = ENDORSE_DEADLINE_S,
+        link: EndorseLink | None = None,
     ) -> None:
         self.node_id = node_id
+        self._link = link
         self._revoked = revoked
         self._network = network
         self._trust = trust
@@ -146,6 +150,14 @@ class Gateway:
         if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, self._endorse_locally, signed)
+        if self._link is not None:
+            try:
+                reply = await self._link.ask(member.node_id, raw, self.deadline_s)
+            except EndorserGone:
+                self.metrics.inc("gateway_endorse_over_https")
+            else:
+                self.metrics.inc("gateway_endorse_over_stream")
+                return reply
         url = f"https://{member.host}:{member.api_port}/v1/endorse"
         headers = {"Content-Type": "application/msgpack"}
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:

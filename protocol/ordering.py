@@ -4,6 +4,8 @@ A member that is not the leader forwards each envelope a client submitted to it 
 :class:`ForwardEnvelope`; the leader checks it again, cuts it into a block and the member
 answers its client once the block is applied locally. A Raft snapshot of the ordering
 service is a :class:`ChainPoint`; a member catching up from one has the blocks streamed from a peer.
+A gateway asks the other endorsers for their endorsement with :class:`EndorseRequest` on the
+same streams, and each answers with :class:`EndorseAnswer`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,28 @@ class ForwardEnvelope:
     sender: str = field(max_len=limits.ID_CHARS_MAX)
     recipient: str = field(max_len=limits.ID_CHARS_MAX)
     envelope: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)
+
+
+@message("endorse_request")
+class EndorseRequest:
+    """A gateway's request that the recipient endorse a client's signed proposal."""
+
+    sender: str = field(max_len=limits.ID_CHARS_MAX)
+    recipient: str = field(max_len=limits.ID_CHARS_MAX)
+    request_id: int = field(min=0)
+    proposal: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)  # a SignedProposal's bytes
+
+
+@message("endorse_answer")
+class EndorseAnswer:
+    """An endorser's answer to :class:`EndorseRequest` ``request_id``: its EndorseReply's
+    bytes, or (``reply`` empty) why it refused."""
+
+    sender: str = field(max_len=limits.ID_CHARS_MAX)
+    recipient: str = field(max_len=limits.ID_CHARS_MAX)
+    request_id: int = field(min=0)
+    reply: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)
+    refusal: str = field(max_len=limits.REASON_CHARS_MAX)
 
 
 @message("chain_point")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -65,6 +66,16 @@ def test_a_registry_write_commits_on_every_peer_and_bad_ones_are_invalid_everywh
     # Endorsed against the same state before the first commits: its read of id/dr.ada
     # (absent) will be stale by the time it is validated.
     stale = _endorsed(cluster, "register", b"dr.ada", b"nurse", SECRET_HASH)
+    # northgate's gateway asked the three other endorsers over the peer streams (HTTPS
+    # only for one whose stream was not up yet).
+    metrics = cluster.client("northgate").request_text("/metrics")
+    over = {
+        way: int(found.group(1))
+        if (found := re.search(rf"^medledger_gateway_endorse_over_{way} (\d+)$", metrics, re.M))
+        else 0
+        for way in ("stream", "https")
+    }
+    assert over["stream"] >= 1 and over["stream"] + over["https"] == 6, over
 
     done = cluster.client("riverside").submit(_envelope(cluster, register))
     assert (done["code"], done["status"], done["reason"]) == (

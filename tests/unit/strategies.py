@@ -36,7 +36,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ChainPoint, ForwardEnvelope
+from protocol.ordering import ChainPoint, EndorseAnswer, EndorseRequest, ForwardEnvelope
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -257,6 +257,21 @@ chain_points = st.builds(ChainPoint, height=st.integers(1, UINT64_MAX), tip=hash
 forward_envelopes = st.builds(
     ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
 )
+endorse_requests = st.builds(
+    EndorseRequest,
+    sender=nonempty_ids,
+    recipient=nonempty_ids,
+    request_id=st.integers(0, UINT64_MAX),
+    proposal=short_bytes,
+)
+endorse_answers = st.builds(
+    EndorseAnswer,
+    sender=nonempty_ids,
+    recipient=nonempty_ids,
+    request_id=st.integers(0, UINT64_MAX),
+    reply=short_bytes,
+    refusal=st.text(max_size=40),
+)
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -284,6 +299,8 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     BlockMetadata: block_metadatas,
     Block: blocks(),
     ForwardEnvelope: forward_envelopes,
+    EndorseRequest: endorse_requests,
+    EndorseAnswer: endorse_answers,
     ChainPoint: chain_points,
 }
 

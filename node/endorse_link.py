@@ -1,0 +1,149 @@
+"""Endorsement requests between members over their peer streams.
+
+The gateway used to ask each other endorser over HTTPS (``POST /v1/endorse``): an HTTP
+request and response, client and server side, for every endorser of every transaction. The
+members already hold mutually authenticated streams to each other (:mod:`node.transport`),
+so a gateway sends :class:`protocol.ordering.EndorseRequest` on the stream instead, and the
+endorser answers with :class:`protocol.ordering.EndorseAnswer` on its own: one frame each
+way. When the stream to an endorser is down the gateway falls back to HTTPS.
+
+An endorser runs each request on the default thread pool (a contract may run up to its step
+budget; the event loop must not wait for it), at most :data:`SERVING_MAX` at a time; past
+that it refuses at once ("busy"), and the gateway counts the endorser as not answering.
+An answer is taken only from the member it was asked of, and only while the request waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+from node.logs import event
+from node.metrics import Metrics
+from protocol import limits
+from protocol.codec import decode
+from protocol.errors import RemoteError
+from protocol.ordering import EndorseAnswer, EndorseRequest
+from protocol.transaction import EndorseReply
+
+log = logging.getLogger("medledger.endorse_link")
+
+SERVING_MAX = 256  # requests one endorser simulates at once; more are refused as busy
+BUSY = "the endorser is busy; retry"
+
+
+class EndorserGone(Exception):
+    """The endorser cannot be asked over its stream (not connected): use another way."""
+
+
+class EndorseLink:
+    """One member's side: asks other endorsers (:meth:`ask`) and answers them
+    (:meth:`on_message` with their requests)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        send: Callable[[object], None],
+        connected: Callable[[], frozenset[str]],
+        endorse: Callable[[bytes], bytes],
+        metrics: Metrics,
+    ) -> None:
+        """*send* queues a message on the stream to its recipient; *connected* says which
+        members have a live stream; *endorse* turns a SignedProposal's bytes into this
+        node's EndorseReply bytes (RemoteError if it refuses)."""
+        self.node_id = node_id
+        self._send = send
+        self._connected = connected
+        self._endorse = endorse
+        self.metrics = metrics
+        self._ids = itertools.count()
+        self._waiting: dict[int, tuple[str, asyncio.Future[EndorseAnswer]]] = {}
+        self._serving = 0
+
+    async def ask(self, member_id: str, proposal: bytes, timeout_s: float) -> EndorseReply:
+        """*member_id*'s EndorseReply for *proposal*; RemoteError with its reason if it
+        refused, TimeoutError past *timeout_s*, EndorserGone if no stream is up to it."""
+        if member_id not in self._connected():
+            raise EndorserGone(member_id)
+        request_id = next(self._ids)
+        answer: asyncio.Future[EndorseAnswer] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = (member_id, answer)
+        try:
+            self._send(
+                EndorseRequest(
+                    sender=self.node_id,
+                    recipient=member_id,
+                    request_id=request_id,
+                    proposal=proposal,
+                )
+            )
+            async with asyncio.timeout(timeout_s):
+                got = await answer
+        finally:
+            self._waiting.pop(request_id, None)
+        if not got.reply:
+            raise RemoteError(got.refusal or f"{member_id} refused without a reason")
+        return decode(got.reply, EndorseReply)
+
+    def on_message(self, sender: str, msg: object) -> None:
+        """A peer's EndorseRequest or EndorseAnswer (the transport checked *sender*)."""
+        if isinstance(msg, EndorseRequest):
+            self._serve(sender, msg)
+        elif isinstance(msg, EndorseAnswer):
+            waiting = self._waiting.get(msg.request_id)
+            if waiting is None or waiting[0] != sender or waiting[1].done():
+                self.metrics.inc("endorse_link_answers_unexpected")  # late, or not asked
+                return
+            waiting[1].set_result(msg)
+
+    def _serve(self, sender: str, msg: EndorseRequest) -> None:
+        if self._serving >= SERVING_MAX:
+            self.metrics.inc("endorse_link_busy")
+            self._answer(sender, msg.request_id, b"", BUSY)
+            return
+        self._serving += 1
+        self.metrics.inc("endorse_link_requests")
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(None, self._endorse, msg.proposal)
+
+        def done(work: asyncio.Future[bytes]) -> None:
+            self._serving -= 1
+            error = work.exception()
+            if error is None:
+                self._answer(sender, msg.request_id, work.result(), "")
+            elif isinstance(error, RemoteError):
+                event(
+                    log,
+                    logging.INFO,
+                    "endorse_link.refused",
+                    peer=sender,
+                    reason=type(error).__name__,
+                )
+                self._answer(sender, msg.request_id, b"", _fit(str(error)))
+            else:  # a bug of ours: the gateway hears a refusal, the log keeps the type
+                event(log, logging.ERROR, "endorse_link.failed", error=type(error).__name__)
+                self._answer(sender, msg.request_id, b"", "the endorser failed")
+
+        work.add_done_callback(done)
+
+    def _answer(self, recipient: str, request_id: int, reply: bytes, refusal: str) -> None:
+        if len(reply) > limits.ENVELOPE_BYTES_MAX:
+            reply, refusal = b"", "the endorsement is over the size limit"
+        self._send(
+            EndorseAnswer(
+                sender=self.node_id,
+                recipient=recipient,
+                request_id=request_id,
+                reply=reply,
+                refusal=refusal,
+            )
+        )
+
+
+def _fit(reason: str) -> str:
+    """*reason* cut to what a refusal field holds (UTF-8 bytes, whole characters)."""
+    raw = reason.encode("utf-8", "replace")[: limits.REASON_CHARS_MAX]
+    return raw.decode("utf-8", "ignore")

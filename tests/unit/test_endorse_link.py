@@ -1,0 +1,132 @@
+"""Endorsement requests over peer streams (node.endorse_link), two members wired back to
+back in process: an answer reaches the asker, a refusal keeps its reason, an answer from
+another member or after the deadline is not taken, an endorser past SERVING_MAX in-flight
+requests refuses as busy, and a member without a stream is reported gone (so the gateway
+uses HTTPS)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from node import endorse_link
+from node.endorse_link import BUSY, EndorseLink, EndorserGone
+from node.metrics import Metrics
+from protocol.codec import encode
+from protocol.errors import RemoteError
+from protocol.ordering import EndorseAnswer
+from protocol.transaction import EndorseReply, ProposalResponse, RwSet
+
+REPLY = EndorseReply(
+    response=ProposalResponse(
+        proposal_hash=bytes(32),
+        status=200,
+        message="",
+        result=b"ok",
+        rw_set=RwSet(reads=(), writes=()),
+        events=(),
+    ),
+    endorsements=(),
+)
+
+
+class Pair:
+    """A gateway-side link 'g' and an endorser-side link 'e', each sending to the other."""
+
+    def __init__(self, endorse, connected: frozenset[str] = frozenset({"g", "e"})) -> None:  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        self.sent: list[object] = []
+
+        def wire(to: str):  # type: ignore[no-untyped-def]
+            def send(msg: object) -> None:
+                self.sent.append(msg)
+                loop.call_soon(self.links[to].on_message, msg.sender, msg)  # type: ignore[attr-defined]
+
+            return send
+
+        self.links = {
+            "g": EndorseLink(
+                "g", send=wire("e"), connected=lambda: connected, endorse=endorse, metrics=Metrics()
+            ),
+            "e": EndorseLink(
+                "e", send=wire("g"), connected=lambda: connected, endorse=endorse, metrics=Metrics()
+            ),
+        }
+
+    @property
+    def gateway(self) -> EndorseLink:
+        return self.links["g"]
+
+
+@pytest.mark.asyncio
+async def test_an_endorsement_comes_back_to_the_gateway() -> None:
+    pair = Pair(lambda proposal: encode(REPLY) if proposal == b"p" else b"")
+    assert await pair.gateway.ask("e", b"p", timeout_s=5) == REPLY
+    assert pair.links["e"].metrics.value("endorse_link_requests") == 1
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_keeps_its_reason() -> None:
+    def refuse(proposal: bytes) -> bytes:
+        raise RemoteError("contract 'x' raised ValueError")
+
+    pair = Pair(refuse)
+    with pytest.raises(RemoteError, match=r"^contract 'x' raised ValueError$"):
+        await pair.gateway.ask("e", b"p", timeout_s=5)
+
+
+@pytest.mark.asyncio
+async def test_an_endorser_without_a_stream_is_gone() -> None:
+    pair = Pair(lambda proposal: encode(REPLY), connected=frozenset({"g"}))
+    with pytest.raises(EndorserGone):
+        await pair.gateway.ask("e", b"p", timeout_s=5)
+    assert pair.sent == []
+
+
+@pytest.mark.asyncio
+async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
+    release = threading.Event()
+
+    def slow(proposal: bytes) -> bytes:
+        release.wait(5)
+        return encode(REPLY)
+
+    pair = Pair(slow)
+    asking = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
+    await asyncio.sleep(0.05)
+    # Someone else claims to answer request 0: not the member asked.
+    impostor = EndorseAnswer(
+        sender="x", recipient="g", request_id=0, reply=encode(REPLY), refusal=""
+    )
+    pair.gateway.on_message("x", impostor)
+    assert pair.gateway.metrics.value("endorse_link_answers_unexpected") == 1
+    assert not asking.done()
+    release.set()
+    assert await asking == REPLY
+    # The deadline passes before the answer: TimeoutError, and the late answer is dropped.
+    release.clear()
+    with pytest.raises(TimeoutError):
+        await pair.gateway.ask("e", b"p", timeout_s=0.05)
+    release.set()
+    await asyncio.sleep(0.1)
+    assert pair.gateway.metrics.value("endorse_link_answers_unexpected") == 2
+
+
+@pytest.mark.asyncio
+async def test_past_its_limit_an_endorser_refuses_as_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(endorse_link, "SERVING_MAX", 1)
+    release = threading.Event()
+
+    def slow(proposal: bytes) -> bytes:
+        release.wait(5)
+        return encode(REPLY)
+
+    pair = Pair(slow)
+    first = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(RemoteError, match=BUSY):
+        await pair.gateway.ask("e", b"p", timeout_s=5)
+    release.set()
+    assert await first == REPLY
