@@ -24,6 +24,7 @@ from cli.errors import fail, passphrase_from_env
 from cli.identity import identity_group
 from cli.ledger import block_group, events, state_group
 from cli.membership import add_member, add_node_command, add_org_command, remove_member
+from cli.network_show import show_command
 from cli.revocation import revoke_node_command
 from cli.tx import tx_group
 from node.bootstrap import InitOptions, init_network
@@ -145,6 +146,7 @@ network.add_command(add_org_command)
 network.add_command(add_node_command)
 network.add_command(pin_contract_command)
 network.add_command(revoke_node_command)
+network.add_command(show_command)
 raft_group.add_command(add_member)
 raft_group.add_command(remove_member)
 

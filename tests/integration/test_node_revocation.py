@@ -42,12 +42,20 @@ def test_a_revoked_node_is_cut_off_and_its_endorsements_no_longer_count(
 ) -> None:
     net = ["--network", str(cluster.out)]
     cluster.leader()
+    before = json.loads(medledger("network", "show", *net, "--json").stdout)
+    assert before["endorsement"] == {"rule": "2f+1", "endorsers": 4, "quorum": 3}
+    listed = {o["id"]: o["crl"] for o in before["orgs"]}
+    assert {(c["number"], c["revoked"]) for c in listed.values()} == {(1, 0)}, listed
     revoked = medledger("network", "revoke-node", *net, REVOKED, "--json")
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     serial = json.loads(revoked.stdout)["serial"]
     again = medledger("network", "revoke-node", *net, REVOKED)
     assert again.returncode == 2 and "revoked already" in again.stderr
 
+    shown = medledger("network", "show", *net, "--node", "stmarys")
+    assert shown.returncode == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.strip().startswith(REVOKED))
+    assert "CRL #2, 1 revoked" in line, shown.stdout
     # Every other node applied riverside's new list, which names its node certificate.
     for node in OTHERS:
         config = decode(cluster.client(node).config_bytes(), NetworkConfig)
