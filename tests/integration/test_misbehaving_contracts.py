@@ -107,6 +107,8 @@ def test_a_misbehaving_contract_is_refused_and_the_node_keeps_serving(
     assert json.loads(pinned.stdout)["code_hash"] == pin.code_hash.hex()
     again = medledger("network", "pin-contract", "--network", str(cluster.out), "misbehaving")
     assert again.returncode != 0 and "pinned with this code already" in again.stderr
+    missing = medledger("network", "pin-contract", "--network", str(cluster.out), "nosuch")
+    assert missing.returncode == 2 and "'nosuch' is not installed here" in missing.stderr
 
     # Pinned: its honest function commits.
     _, done = gateway.invoke("misbehaving", "put", (b"fine", b"ok"))

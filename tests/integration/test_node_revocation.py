@@ -51,6 +51,8 @@ def test_a_revoked_node_is_cut_off_and_its_endorsements_no_longer_count(
     serial = json.loads(revoked.stdout)["serial"]
     again = medledger("network", "revoke-node", *net, REVOKED)
     assert again.returncode == 2 and "revoked already" in again.stderr
+    unknown = medledger("network", "revoke-node", *net, "nosuchnode")
+    assert unknown.returncode == 2 and "nosuchnode is not a member" in unknown.stderr
 
     shown = medledger("network", "show", *net, "--node", "stmarys")
     assert shown.returncode == 0, shown.stderr
