@@ -40,6 +40,7 @@ from node.tls import (
     api_server_context,
     load_crls,
     node_tls_contexts,
+    published_crls,
     trust_store,
 )
 from node.transport import Transport, start_tls_site
@@ -187,7 +188,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
     ordering.catch_up = functools.partial(_catch_up, ordering, stores, tls.client, config.node_id)
 
     known_cas = {org.ca_cert for org in network.orgs}
-    known_crls = {org.crl for org in network.orgs if org.crl}
+    known_crls = set(published_crls(network))
 
     def follow_config(new: NetworkConfig) -> None:
         # A new organisation's nodes present certificates its CA issued: both TLS contexts
@@ -195,7 +196,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         # list applies to new handshakes too; open streams are checked again below
         # (update_members ends with Transport.recheck_streams).
         added = [org.ca_cert for org in new.orgs if org.ca_cert not in known_cas]
-        crls = [org.crl for org in new.orgs if org.crl and org.crl not in known_crls]
+        crls = [crl for crl in published_crls(new) if crl not in known_crls]
         for ctx in (tls.server, tls.client):
             if added:
                 ctx.load_verify_locations(cadata=b"".join(added))
@@ -225,14 +226,15 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         link=link,
     )
     events = EventHub(stores.blocks)
-    checked_revocations = [ordering.validator.revoked]
+    checked_revocations = ordering.validator.revoked
 
     def on_block(block: Block) -> None:
+        nonlocal checked_revocations
         events.publish(block)
         # A revocation in this block also ends the streams the revoked node already has
         # open (new connections are refused by the authenticator's revoked() anyway).
-        if ordering.validator.revoked is not checked_revocations[0]:
-            checked_revocations[0] = ordering.validator.revoked
+        if ordering.validator.revoked is not checked_revocations:
+            checked_revocations = ordering.validator.revoked
             transport.recheck_streams()
 
     ordering.on_block = on_block

@@ -66,12 +66,16 @@ def trust_anchors_der(network: NetworkConfig) -> bytes:
     return network.root_ca + b"".join(org.ca_cert for org in network.orgs)
 
 
+def published_crls(network: NetworkConfig) -> list[bytes]:
+    """The revocation lists (DER) *network*'s organisations publish, in configuration order."""
+    return [org.crl for org in network.orgs if org.crl]
+
+
 def trust_store(network: NetworkConfig, signatures: SignatureMemo | None = None) -> TrustStore:
     """The :class:`TrustStore` of *network*'s root and organisation CAs and their CRLs
     (keeping the node's *signatures* memo, if given)."""
     org_cas = [cert_from_der(org.ca_cert) for org in network.orgs]
-    crls = [org.crl for org in network.orgs if org.crl]
-    return TrustStore(cert_from_der(network.root_ca), org_cas, signatures, crls)
+    return TrustStore(cert_from_der(network.root_ca), org_cas, signatures, published_crls(network))
 
 
 def load_crls(ctx: ssl.SSLContext, network: NetworkConfig, crls: Iterable[bytes]) -> None:
@@ -114,7 +118,7 @@ def _base_context(
         ctx.load_verify_locations(cadata=trust_anchors_der(network))
     except ssl.SSLError as exc:
         raise ConfigError(f"network configuration: unusable CA certificates ({exc})") from None
-    load_crls(ctx, network, [org.crl for org in network.orgs if org.crl])
+    load_crls(ctx, network, published_crls(network))
     return ctx
 
 
