@@ -3,11 +3,12 @@
 This is the adapter loop of etcd-raft's model (Fabric's etcdraft ``run()`` is the production
 example): ticks every :data:`TICK_MS`, messages from the transport, proposals from clients;
 then, for every Ready: a leader's appends and heartbeats go out first (they do not wait for
-its own write; it counts itself towards a commit only once the write is done); then one
-synced LevelDB batch holds the hard state, the new entries and every committed block with
-its writes (so a block costs each member one fsync, not two); then the other messages
-(votes and acknowledgements, which must follow the write); then the clients of the
-committed blocks are answered, and the core advances.
+its own write; it counts itself towards a commit only once the write is done); then the
+committed blocks are validated and their clients answered (a committed entry is already on
+disk on a majority); then, in the next event-loop callback, one synced LevelDB batch holds
+the hard state, the new entries and every committed block with its writes (under load a
+block shares that fsync with the next block's entries); then the other messages (votes and
+acknowledgements, which must follow the write), and the core advances.
 
 Blocks are cut by the leader (:class:`consensus.cutter.BlockCutter`), numbered and chained
 after the last block in the leader's log, signed by the leader and proposed as one Raft
@@ -68,6 +69,7 @@ from protocol.raft import (
     InstallSnapshot,
     MembershipChange,
     RaftEntry,
+    RaftMessage,
     RaftSnapshot,
 )
 from protocol.transaction import Endorsement, EndorseReply, ProposalResponse, SignedProposal
@@ -189,6 +191,10 @@ class OrderingNode:
         self.on_block: Callable[[Block], None] = lambda block: None
         self._wake = _Waker()
         self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
+        # A Ready whose clients were answered and whose write waits for the next callback.
+        self._write_pending: tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...]] | None = (
+            None
+        )
         self._removed_ticks: int | None = None  # ticks since a config without us was applied
         self._draining = False
         self._stopping = False
@@ -345,7 +351,7 @@ class OrderingNode:
             if self.role is Role.LEADER:
                 self._reconcile_membership()
             self._drain()
-            if self.raft.has_ready():  # what is left needs waiting for: a snapshot install
+            if self.raft.has_ready() and not self._write_pending:  # a snapshot install
                 self._installing = True
                 try:
                     await self._handle_snapshot_ready(self.raft.ready())
@@ -353,6 +359,7 @@ class OrderingNode:
                     self._installing = False
                 self._drain()
             self._maybe_compact()
+        self._finish_pending_write()  # never leave an answered block unwritten
 
     def _drain(self) -> None:
         """Cut blocks and handle every Ready that needs no waiting, now.
@@ -361,7 +368,7 @@ class OrderingNode:
         not by waking the run loop: the loop would queue behind every client request
         already waiting on the event loop, and each Raft round trip would pay that wait.
         """
-        if self._installing or self._draining or self._stopping:
+        if self._installing or self._draining or self._stopping or self._write_pending:
             return
         self._draining = True
         try:
@@ -371,10 +378,12 @@ class OrderingNode:
                 if rd.soft_state is not None:
                     self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
                 self._persist_send_apply(rd)
+                if self._write_pending:
+                    break  # its write comes in the next callback, then this drain again
                 self._cut_blocks()
         finally:
             self._draining = False
-        if self.raft.has_ready():
+        if self.raft.has_ready() and not self._write_pending:
             self._wake.set()  # a snapshot to install: the run loop does that
 
     def _leave_if_removed(self) -> bool:
@@ -407,13 +416,50 @@ class OrderingNode:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         if rd.snapshot is not None:
             await self._install_snapshot(rd)
-        self._persist_send_apply(rd)
+        self._persist_send_apply(rd, answer_first=False)
 
-    def _persist_send_apply(self, rd: Ready) -> None:
+    def _persist_send_apply(self, rd: Ready, *, answer_first: bool = True) -> None:
+        """Handle one Ready in the order the module docstring gives.
+
+        With *answer_first*, the clients of committed blocks are answered before the synced
+        write of those blocks, and the write runs in the next event-loop callback, right after
+        the answers go out (nothing else runs in between: :meth:`_drain` waits for it). That
+        is safe because a committed block's Raft entry is on disk on a majority of members
+        (a member acknowledges an entry, and a leader counts itself, only once it is
+        synced): a node that stops before its own write gets the entry again from its log
+        or its leader and applies it then. A block that changes the configuration is
+        answered after its write.
+        """
         early, late = self.raft.split_messages(rd)
         for msg in early:
             self.send(msg)
         blocks = self._validate_committed(rd.committed_entries)
+        if (
+            answer_first
+            and blocks
+            and rd.snapshot is None
+            and all(v.config is self.network for v in blocks)
+        ):
+            for v in blocks:
+                self._answer_waiters(v)
+            self._write_pending = (rd, blocks, late)
+            asyncio.get_running_loop().call_soon(self._finish_pending_write)
+            return
+        self._write_send_advance(rd, blocks, late)
+
+    def _finish_pending_write(self) -> None:
+        pending = self._write_pending
+        if pending is None:
+            return
+        try:
+            self._write_send_advance(*pending)
+        finally:
+            self._write_pending = None
+        self._drain()
+
+    def _write_send_advance(
+        self, rd: Ready, blocks: list[ValidatedBlock], late: tuple[RaftMessage, ...]
+    ) -> None:
         failpoints.hit("raft-before-fsync")
         if blocks:
             failpoints.hit("block-before-commit")
@@ -636,7 +682,8 @@ class OrderingNode:
         return out
 
     def _on_committed(self, validated: ValidatedBlock) -> None:
-        """After *validated*'s batch committed: follow its configuration, answer its clients."""
+        """After *validated*'s batch committed: follow its configuration, answer its clients
+        (if :meth:`_persist_send_apply` has not already)."""
         block = validated.block
         if validated.entry_index:
             self._points.append((validated.entry_index, block.number + 1, block.hash()))
@@ -657,9 +704,16 @@ class OrderingNode:
                     block=block.number,
                     reason=validated.reasons[index],
                 )
-        for index, tx_id in enumerate(validated.tx_ids):
+        for tx_id in validated.tx_ids:
             self._pending_ids.discard(tx_id)
             self._forwarded.pop(tx_id, None)
+        self._answer_waiters(validated)
+
+    def _answer_waiters(self, validated: ValidatedBlock) -> None:
+        """Tell the clients waiting for *validated*'s transactions where they committed."""
+        block = validated.block
+        codes = validated.codes
+        for index, tx_id in enumerate(validated.tx_ids):
             waiters = self._waiters.pop(tx_id, None)
             if waiters is None:
                 continue

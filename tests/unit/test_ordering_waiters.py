@@ -142,3 +142,39 @@ async def test_an_envelope_checked_at_ingress_is_not_decoded_again_in_its_block(
     _commit_block_of(member, raw, unseen)
     await asyncio.wait_for(request, 5)
     assert decoded == [unseen]
+
+
+@pytest.mark.asyncio
+async def test_a_client_is_answered_before_its_blocks_synced_write_which_follows_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member, sent = _follower(world)
+    raw = _envelope(world)
+    order: list[str] = []
+    write_ready = member._write_ready
+
+    def recorded_write(rd: object, blocks: list[object]) -> None:
+        order.append(f"write of {len(blocks)} block(s)")
+        write_ready(rd, blocks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(member, "_write_ready", recorded_write)
+    member.send = lambda msg: (order.append(f"send {type(msg).__name__}"), sent.append(msg))
+
+    async def client() -> None:
+        committed = await member.submit(raw)
+        order.append(f"answered at chain height {member.stores.blocks.height}")
+        assert committed.block_number == 0
+
+    request = asyncio.create_task(client())
+    await asyncio.sleep(0.01)
+    order.clear()
+    _commit_block_of(member, raw)
+    assert order == []  # nothing written or acknowledged yet: the answer goes first
+    assert member.stores.blocks.height == 0
+    await asyncio.wait_for(request, 5)
+    await asyncio.sleep(0)
+    # The answer, then the one synced write of the entry and its block, then the
+    # acknowledgement that must follow the write.
+    assert order == ["answered at chain height 0", "write of 1 block(s)", "send AppendResponse"]
+    assert member.stores.blocks.height == 1
+    assert member.metrics.snapshot()["ordering_synced_writes"] >= 1
