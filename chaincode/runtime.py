@@ -40,6 +40,11 @@ class SimulationRefused(LocalError):
     """The endorser will not endorse this call (budget, crash, bad or oversized output)."""
 
 
+class SimulationTooCostly(SimulationRefused):
+    """The call ran past its step budget or recursed too deeply: limits of where it ran, so
+    a caller that gave it less room may run it again with more."""
+
+
 class VersionLike(Protocol):
     block: int
     tx: int
@@ -102,9 +107,9 @@ def simulate(
     except SimulationRefused:
         raise
     except _BudgetExceeded:
-        raise SimulationRefused(f"ran past its budget of {step_budget} steps") from None
+        raise SimulationTooCostly(f"ran past its budget of {step_budget} steps") from None
     except RecursionError:
-        raise SimulationRefused("recursed too deeply") from None
+        raise SimulationTooCostly("recursed too deeply") from None
     except Exception as e:  # a contract bug: its message may hold arguments, so not shown
         raise SimulationRefused(f"raised {type(e).__name__}") from None
     if type(result) is not bytes:

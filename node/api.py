@@ -25,16 +25,17 @@ shape, so the API can be tested without Raft.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from node.endorser import run_endorsement
 from node.events import EventHub
 from node.gateway import Gateway, QuorumNotReached
 from node.logs import event
+from node.metrics import Metrics
 from protocol import limits
 from protocol.block import ValidationCode, code_meaning, code_name
 from protocol.errors import LocalError, OversizeError, RemoteError
@@ -69,7 +70,9 @@ class OrderingService(Protocol):
 
     async def submit(self, raw: bytes) -> Committed: ...
 
-    def endorse(self, raw: bytes) -> bytes: ...
+    metrics: Metrics
+
+    def endorse(self, raw: bytes, *, step_budget: int = ...) -> bytes: ...
 
     def raft_status(self) -> dict[str, Any]: ...
 
@@ -149,10 +152,8 @@ async def endorse(request: web.Request) -> web.Response:
     if len(raw) > limits.ENVELOPE_BYTES_MAX:
         return _error(413, too_big)
     try:
-        # Off the event loop: a contract may run up to its step budget, and Raft must not
-        # wait for it (simulation only reads committed state).
-        loop = asyncio.get_running_loop()
-        reply = await loop.run_in_executor(None, request.app[SERVICE_KEY].endorse, raw)
+        service = request.app[SERVICE_KEY]
+        reply = await run_endorsement(service.endorse, raw, metrics=service.metrics)
     except RemoteError as e:
         event(log, logging.INFO, "api.endorse_refused", reason=type(e).__name__, size=len(raw))
         return _error(400, str(e))

@@ -20,6 +20,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from node.endorser import run_endorsement
 from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
@@ -48,12 +49,13 @@ class EndorseLink:
         *,
         send: Callable[[object], None],
         connected: Callable[[], frozenset[str]],
-        endorse: Callable[[bytes], bytes],
+        endorse: Callable[..., bytes],
         metrics: Metrics,
     ) -> None:
         """*send* queues a message on the stream to its recipient; *connected* says which
         members have a live stream; *endorse* turns a SignedProposal's bytes into this
-        node's EndorseReply bytes (RemoteError if it refuses)."""
+        node's EndorseReply bytes (RemoteError if it refuses), run by
+        :func:`node.endorser.run_endorsement`."""
         self.node_id = node_id
         self._send = send
         self._connected = connected
@@ -106,8 +108,9 @@ class EndorseLink:
             return
         self._serving += 1
         self.metrics.inc("endorse_link_requests")
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(None, self._endorse, msg.proposal)
+        work = asyncio.ensure_future(
+            run_endorsement(self._endorse, msg.proposal, metrics=self.metrics)
+        )
 
         def done(work: asyncio.Future[bytes]) -> None:
             self._serving -= 1

@@ -29,6 +29,7 @@ import aiohttp
 from consensus.endorse import Reply, check_endorsement, endorsing_members, gather
 from identity.validate import TrustStore
 from node.endorse_link import EndorseLink, EndorserGone
+from node.endorser import run_endorsement
 from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
@@ -56,7 +57,7 @@ class Gateway:
         node_id: str,
         network: Callable[[], NetworkConfig],
         trust: Callable[[], TrustStore],
-        endorse_locally: Callable[[SignedProposal], EndorseReply],
+        endorse_locally: Callable[..., EndorseReply],
         client_ctx: ssl.SSLContext,
         metrics: Metrics,
         revoked: Callable[[], frozenset[int]] = frozenset,
@@ -148,8 +149,10 @@ class Gateway:
         signed: SignedProposal,
     ) -> EndorseReply:
         if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._endorse_locally, signed)
+            # On the event loop: first let the other asks send their requests (they start
+            # in the same pass as this one), so the others simulate while this node does.
+            await asyncio.sleep(0)
+            return await run_endorsement(self._endorse_locally, signed, metrics=self.metrics)
         if self._link is not None:
             try:
                 reply = await self._link.ask(member.node_id, raw, self.deadline_s)

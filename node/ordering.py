@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaincode.registry import ContractRegistry
+from chaincode.runtime import STEP_BUDGET_DEFAULT
 from consensus.cutter import BlockCutter, CutPolicy
 from consensus.raft.core import RaftConfig, RaftNode, Ready, Role
 from consensus.raft.errors import RaftRefused
@@ -840,13 +841,15 @@ class OrderingNode:
         """One committed world-state entry; None if absent."""
         return state_entry(self.stores.state, namespace, key)
 
-    def endorse(self, raw: bytes) -> bytes:
+    def endorse(self, raw: bytes, *, step_budget: int = STEP_BUDGET_DEFAULT) -> bytes:
         """Endorse a client's signed proposal (msgpack SignedProposal) against this node's
         committed state; the canonical EndorseReply bytes (RemoteError if refused)."""
         signed = decode(raw, SignedProposal, max_bytes=limits.ENVELOPE_BYTES_MAX)
-        return encode(self.endorse_signed(signed))
+        return encode(self.endorse_signed(signed, step_budget=step_budget))
 
-    def endorse_signed(self, signed: SignedProposal) -> EndorseReply:
+    def endorse_signed(
+        self, signed: SignedProposal, *, step_budget: int = STEP_BUDGET_DEFAULT
+    ) -> EndorseReply:
         """:meth:`endorse` for a proposal already decoded (the gateway's own endorser)."""
         member = self.network.member(self.node_id)
         if member is None or not member.endorser:
@@ -862,6 +865,7 @@ class OrderingNode:
             cert_der=self.cert_der,
             at=datetime.now(UTC),
             revoked=self.validator.revoked,
+            step_budget=step_budget,
         )
         self.metrics.inc("endorser_proposals")
         response = outcome.response

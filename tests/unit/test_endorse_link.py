@@ -11,8 +11,10 @@ import threading
 
 import pytest
 
+from chaincode.runtime import STEP_BUDGET_DEFAULT
 from node import endorse_link
 from node.endorse_link import BUSY, EndorseLink, EndorserGone
+from node.endorser import ProposalTooCostly
 from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.errors import RemoteError
@@ -62,14 +64,14 @@ class Pair:
 
 @pytest.mark.asyncio
 async def test_an_endorsement_comes_back_to_the_gateway() -> None:
-    pair = Pair(lambda proposal: encode(REPLY) if proposal == b"p" else b"")
+    pair = Pair(lambda proposal, step_budget: encode(REPLY) if proposal == b"p" else b"")
     assert await pair.gateway.ask("e", b"p", timeout_s=5) == REPLY
     assert pair.links["e"].metrics.value("endorse_link_requests") == 1
 
 
 @pytest.mark.asyncio
 async def test_a_refusal_keeps_its_reason() -> None:
-    def refuse(proposal: bytes) -> bytes:
+    def refuse(proposal: bytes, step_budget: int) -> bytes:
         raise RemoteError("contract 'x' raised ValueError")
 
     pair = Pair(refuse)
@@ -79,7 +81,7 @@ async def test_a_refusal_keeps_its_reason() -> None:
 
 @pytest.mark.asyncio
 async def test_an_endorser_without_a_stream_is_gone() -> None:
-    pair = Pair(lambda proposal: encode(REPLY), connected=frozenset({"g"}))
+    pair = Pair(lambda proposal, step_budget: encode(REPLY), connected=frozenset({"g"}))
     with pytest.raises(EndorserGone):
         await pair.gateway.ask("e", b"p", timeout_s=5)
     assert pair.sent == []
@@ -89,8 +91,10 @@ async def test_an_endorser_without_a_stream_is_gone() -> None:
 async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
     release = threading.Event()
 
-    def slow(proposal: bytes) -> bytes:
-        release.wait(5)
+    def slow(proposal: bytes, step_budget: int) -> bytes:
+        if step_budget < STEP_BUDGET_DEFAULT:
+            raise ProposalTooCostly("needs more steps than the event loop grants")
+        release.wait(5)  # on the worker thread the call moved to
         return encode(REPLY)
 
     pair = Pair(slow)
@@ -105,6 +109,7 @@ async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
     assert not asking.done()
     release.set()
     assert await asking == REPLY
+    assert pair.links["e"].metrics.value("endorser_calls_moved_to_thread") == 1
     # The deadline passes before the answer: TimeoutError, and the late answer is dropped.
     release.clear()
     with pytest.raises(TimeoutError):
@@ -119,8 +124,10 @@ async def test_past_its_limit_an_endorser_refuses_as_busy(monkeypatch: pytest.Mo
     monkeypatch.setattr(endorse_link, "SERVING_MAX", 1)
     release = threading.Event()
 
-    def slow(proposal: bytes) -> bytes:
-        release.wait(5)
+    def slow(proposal: bytes, step_budget: int) -> bytes:
+        if step_budget < STEP_BUDGET_DEFAULT:
+            raise ProposalTooCostly("needs more steps than the event loop grants")
+        release.wait(5)  # on the worker thread the call moved to
         return encode(REPLY)
 
     pair = Pair(slow)

@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from datetime import timedelta
 
 import pytest
 
 from chaincode.registry import ContractRegistry
+from chaincode.runtime import STEP_BUDGET_DEFAULT
 from consensus.endorse import Reply, endorsement_problem, gather
 from identity.keys import SigningKey
-from node.endorser import ProposalRefused, endorse
+from node.endorser import (
+    INLINE_STEP_BUDGET,
+    ProposalRefused,
+    ProposalTooCostly,
+    endorse,
+    run_endorsement,
+)
+from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.config import ContractPin
 from protocol.errors import CertificateError, FieldError, SignatureError
@@ -181,3 +190,38 @@ def test_an_endorser_never_verifies_its_own_endorsement_again(world: World) -> N
     fresh = world.keys["riverside"].sign(response)
     world.trust.verify_signature(other, response, fresh)
     assert world.trust.signatures_verified == before + 1
+
+
+@pytest.mark.asyncio
+async def test_a_short_call_runs_on_the_event_loop_and_a_long_one_moves_to_a_worker_thread(
+    world: World,
+) -> None:
+    loop_thread = threading.get_ident()
+    ran_on: list[tuple[str, int, int]] = []
+
+    def endorse_call(sp: SignedProposal, *, step_budget: int) -> object:
+        ran_on.append((sp.proposal.function, step_budget, threading.get_ident()))
+        return run(world, sp, step_budget=step_budget)
+
+    metrics = Metrics()
+    short = await run_endorsement(endorse_call, signed(world, proposal(world)), metrics=metrics)
+    assert short.endorsement is not None  # type: ignore[attr-defined]
+    assert ran_on == [("add", INLINE_STEP_BUDGET, loop_thread)]
+    assert metrics.value("endorser_calls_moved_to_thread") == 0
+
+    ran_on.clear()
+    with pytest.raises(ProposalTooCostly, match=f"ran past its budget of {STEP_BUDGET_DEFAULT}"):
+        await run_endorsement(
+            endorse_call, signed(world, proposal(world, "spin", args=())), metrics=metrics
+        )
+    (first, second) = ran_on
+    assert first == ("spin", INLINE_STEP_BUDGET, loop_thread)
+    assert second[:2] == ("spin", STEP_BUDGET_DEFAULT) and second[2] != loop_thread
+    assert metrics.value("endorser_calls_moved_to_thread") == 1
+
+    ran_on.clear()  # any other refusal is the answer: not run again
+    with pytest.raises(ProposalRefused, match="raised ValueError"):
+        await run_endorsement(
+            endorse_call, signed(world, proposal(world, "crash", args=(b"x",))), metrics=metrics
+        )
+    assert len(ran_on) == 1
