@@ -324,6 +324,39 @@ def test_leader_commits_entry_replicated_on_majority() -> None:
     node.advance(rd)
 
 
+def test_a_commit_announcement_rides_on_the_next_append_of_the_same_ready() -> None:
+    """Replication: a leader that commits and proposes again before its next Ready sends
+    each follower one append holding the new entry and the new commit index, not an empty
+    append announcing the commit followed by a second one with the entry."""
+    node = make_node()
+    become_leader(node)
+    for peer in ("2", "3"):
+        node.step(app_resp(peer, "1", 1, 1))
+    flush(node)
+    _, first = node.propose(b"x")
+    flush(node)
+    node.step(app_resp("2", "1", 1, first))  # commits it: an empty append to each follower
+    assert node.log.committed == first
+    node.propose(b"y")
+    rd = node.ready()
+    appends = sorted(
+        (m.recipient, m.log_index, m.commit, [e.payload for e in m.entries])
+        for m in rd.messages
+        if isinstance(m, AppendEntries)
+    )
+    assert appends == [("2", first, first, [b"y"]), ("3", first, first, [b"y"])]
+    persist(node, rd)
+    node.advance(rd)
+    # Alone, the announcement still goes out at once.
+    node.step(app_resp("2", "1", 1, first + 1))
+    rd = node.ready()
+    alone = [m for m in rd.messages if isinstance(m, AppendEntries)]
+    assert sorted((m.recipient, m.commit, m.entries) for m in alone) == [
+        ("2", first + 1, ()),
+        ("3", first + 1, ()),
+    ]
+
+
 @pytest.mark.parametrize(
     ("size", "acks", "commits"),
     [(1, 0, True), (3, 0, False), (3, 1, True), (3, 2, True), (5, 1, False), (5, 2, True)],
