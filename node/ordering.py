@@ -196,6 +196,7 @@ class OrderingNode:
         self._write_pending: tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...]] | None = (
             None
         )
+        self._write_failure: BaseException | None = None
         self._removed_ticks: int | None = None  # ticks since a config without us was applied
         self._draining = False
         self._stopping = False
@@ -336,6 +337,8 @@ class OrderingNode:
         next_tick = loop.time() + tick_s
         while not self._stopping:
             await self._wake.wait(next_tick)
+            if self._stopping:
+                break
             now = loop.time()
             ticked = False
             while now >= next_tick:
@@ -361,6 +364,8 @@ class OrderingNode:
                 self._drain()
             self._maybe_compact()
         self._finish_pending_write()  # never leave an answered block unwritten
+        if self._write_failure is not None:
+            raise self._write_failure
 
     def _drain(self) -> None:
         """Cut blocks and handle every Ready that needs no waiting, now.
@@ -454,6 +459,12 @@ class OrderingNode:
             return
         try:
             self._write_send_advance(*pending)
+        except BaseException as e:
+            # A write that failed leaves Raft and the chain behind what was answered: stop,
+            # and let run() raise it, as a failed write inside run() itself does.
+            self._write_failure = e
+            self.stop()
+            return
         finally:
             self._write_pending = None
         self._drain()

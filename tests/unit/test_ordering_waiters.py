@@ -178,3 +178,24 @@ async def test_a_client_is_answered_before_its_blocks_synced_write_which_follows
     assert order == ["answered at chain height 0", "write of 1 block(s)", "send AppendResponse"]
     assert member.stores.blocks.height == 1
     assert member.metrics.snapshot()["ordering_synced_writes"] >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_write_that_fails_after_the_answer_stops_the_member(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member, _ = _follower(world)
+    running = asyncio.create_task(member.run())
+    raw = _envelope(world)
+    request = asyncio.create_task(member.submit(raw))
+    await asyncio.sleep(0.01)
+
+    def failing_write(rd: object, blocks: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(member, "_write_ready", failing_write)
+    _commit_block_of(member, raw)
+    with pytest.raises(OSError, match="disk gone"):
+        await asyncio.wait_for(running, 5)
+    assert (await request).block_number == 0  # answered: its entry is on a majority's disks
+    assert member.stores.blocks.height == 0
