@@ -93,6 +93,10 @@ WAITERS_MAX = 20_000
 REMOVED_GRACE_TICKS = 600
 
 
+# A Ready, its validated blocks and its messages that must follow the write.
+_PendingWrite = tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...]]
+
+
 class _Waker:
     """What the run loop sleeps on: set by new work, or the next tick's deadline.
 
@@ -193,9 +197,7 @@ class OrderingNode:
         self._wake = _Waker()
         self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
         # A Ready whose clients were answered and whose write waits for the next callback.
-        self._write_pending: tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...]] | None = (
-            None
-        )
+        self._write_pending: _PendingWrite | None = None
         self._write_failure: BaseException | None = None
         self._removed_ticks: int | None = None  # ticks since a config without us was applied
         self._draining = False

@@ -6,6 +6,7 @@ transports from them); a test that changes files copies the directory first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -71,14 +72,22 @@ def foreign_network(tmp_path_factory: pytest.TempPathFactory) -> InitialisedNetw
     return init_local_network(tmp_path_factory.mktemp("foreign") / "net")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A running local network (five node processes) with a leader; stopped afterwards."""
+@contextlib.contextmanager
+def running_local_network(net: Path) -> Iterator[Cluster]:
+    """The local network initialised at *net*, its five node processes running with a
+    leader; stopped on the way out."""
     from tests.integration.cluster import Cluster  # it imports this module
 
-    c = Cluster(init_local_network(tmp_path / "net"))
+    c = Cluster(init_local_network(net))
     try:
         c.leader()
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A running local network (five node processes) with a leader; stopped afterwards."""
+    with running_local_network(tmp_path / "net") as c:
+        yield c

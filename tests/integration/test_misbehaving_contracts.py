@@ -30,7 +30,7 @@ from node.gateway import ENDORSE_DEADLINE_S
 from node.supervisor import api_url
 from protocol import limits
 from tests.integration.cluster import NETWORK_ID, Cluster, medledger
-from tests.integration.conftest import init_local_network
+from tests.integration.conftest import running_local_network
 from tests.unit.contracts_fixture.misbehaving import Misbehaving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,12 +63,8 @@ def contract_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     _install_contract(tmp_path / "site")
     paths = [str(tmp_path / "site"), str(REPO), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # node processes
-    c = Cluster(init_local_network(tmp_path / "net"))
-    try:
-        c.leader()
+    with running_local_network(tmp_path / "net") as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _caller(cluster: Cluster, node: str) -> Caller:

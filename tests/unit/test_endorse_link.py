@@ -62,6 +62,19 @@ class Pair:
         return self.links["g"]
 
 
+def _held_until(release: threading.Event):  # type: ignore[no-untyped-def]
+    """An endorse call too long for the event loop, which then answers REPLY on the worker
+    thread it moved to once *release* is set."""
+
+    def endorse(proposal: bytes, step_budget: int) -> bytes:
+        if step_budget < STEP_BUDGET_DEFAULT:
+            raise ProposalTooCostly("needs more steps than the event loop grants")
+        release.wait(5)
+        return encode(REPLY)
+
+    return endorse
+
+
 @pytest.mark.asyncio
 async def test_an_endorsement_comes_back_to_the_gateway() -> None:
     pair = Pair(lambda proposal, step_budget: encode(REPLY) if proposal == b"p" else b"")
@@ -91,13 +104,7 @@ async def test_an_endorser_without_a_stream_is_gone() -> None:
 async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
     release = threading.Event()
 
-    def slow(proposal: bytes, step_budget: int) -> bytes:
-        if step_budget < STEP_BUDGET_DEFAULT:
-            raise ProposalTooCostly("needs more steps than the event loop grants")
-        release.wait(5)  # on the worker thread the call moved to
-        return encode(REPLY)
-
-    pair = Pair(slow)
+    pair = Pair(_held_until(release))
     asking = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
     await asyncio.sleep(0.05)
     # Someone else claims to answer request 0: not the member asked.
@@ -124,13 +131,7 @@ async def test_past_its_limit_an_endorser_refuses_as_busy(monkeypatch: pytest.Mo
     monkeypatch.setattr(endorse_link, "SERVING_MAX", 1)
     release = threading.Event()
 
-    def slow(proposal: bytes, step_budget: int) -> bytes:
-        if step_budget < STEP_BUDGET_DEFAULT:
-            raise ProposalTooCostly("needs more steps than the event loop grants")
-        release.wait(5)  # on the worker thread the call moved to
-        return encode(REPLY)
-
-    pair = Pair(slow)
+    pair = Pair(_held_until(release))
     first = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
     await asyncio.sleep(0.05)
     with pytest.raises(RemoteError, match=BUSY):
