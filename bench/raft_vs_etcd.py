@@ -31,7 +31,10 @@ toolchain here. So etcd is driven through its v3 JSON gRPC-gateway (``POST /v3/k
 base64 key and value) by ``bench/etcd_loadgen.py``, which has exactly our closed-loop shape
 (one request outstanding per client, member chosen round-robin per request, started only
 before the deadline, retried on 5xx) and the same connection class, so both load generators
-spend as little CPU per request as a Python client can. The gateway costs
+spend as little CPU per request as a Python client can. Both run on uvloop, as
+``bench/e2e.py``'s workers do: on the standard asyncio loop, the Python-level TLS of our
+client alone added 0.1-0.6 ms to each request's latency here, which measured the load
+generator rather than the cluster. The gateway costs
 etcd some CPU (JSON and an in-process gRPC hop) that its native gRPC clients would not pay,
 so etcd's figures here are if anything on the low side: as a one-off calibration on this
 machine, ``etcdctl check perf --load l`` (native gRPC, 500 clients, 1 KiB values) reached
@@ -193,13 +196,12 @@ class _StartGate:
 
 
 def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
-    import asyncio
-
+    import uvloop
     from etcd_loadgen import run_put_load
 
     gate = _StartGate()
 
-    result = asyncio.run(
+    result = uvloop.run(
         run_put_load(
             [tuple(e) for e in spec["endpoints"]],
             clients=spec["clients"],
@@ -220,8 +222,9 @@ def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    import asyncio
     import tomllib
+
+    import uvloop
 
     from identity.certs import cert_to_der
     from identity.keystore import read_cert, read_signing_key
@@ -239,7 +242,7 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     cert = cert_to_der(read_cert(admin / "admin.pem"))
     gate = _StartGate()
 
-    result = asyncio.run(
+    result = uvloop.run(
         run_load(
             urls,
             ctx,

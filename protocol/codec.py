@@ -27,6 +27,7 @@ is computed once and cached.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -35,7 +36,14 @@ from typing import Any, TypeVar
 import msgpack
 
 from protocol import limits
-from protocol.errors import DecodeError, FieldError, LocalError, OversizeError, UnknownTypeError
+from protocol.errors import (
+    DecodeError,
+    FieldError,
+    LocalError,
+    OversizeError,
+    RemoteError,
+    UnknownTypeError,
+)
 
 T = TypeVar("T")
 
@@ -50,6 +58,8 @@ _PLANS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 _CHECKS: dict[type, Callable[[Any], bool]] = {}
 # Per class: the field names, and per field None or a function making a decoded value typed.
 _READERS: dict[type, tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
+# Per class: the compiled function building a message from its decoded map (see _compile_read).
+_FAST_READERS: dict[type, Callable[[Any, str], Any]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -302,12 +312,28 @@ def _to_plain(msg: Any) -> dict[str, Any]:
     return (_PLANS.get(type(msg)) or _plan(type(msg)))(msg)
 
 
+class _Packers(threading.local):
+    """One msgpack Packer per thread: ``msgpack.packb`` builds a new Packer (and its
+    buffer) on every call, which cost a third of a small message's packing time."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+
+_PACKERS = _Packers()
+
+
+def _pack(obj: Any) -> bytes:
+    """msgpack bytes of *obj*, packed as :func:`encode` packs (bin for bytes, str for str)."""
+    return _PACKERS.packer.pack(obj)  # type: ignore[no-any-return]
+
+
 def encode(msg: Any) -> bytes:
     """The canonical bytes of a registered message."""
     tag = getattr(type(msg), "TAG", None)
     if tag is None or _KINDS.get(tag) is not type(msg):
         raise LocalError(f"not a registered message: {type(msg).__name__}")
-    return msgpack.packb([tag, _to_plain(msg)], use_bin_type=True)  # type: ignore[no-any-return]
+    return _pack([tag, _to_plain(msg)])
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -358,20 +384,28 @@ def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None =
         raise OversizeError(f"message of {size} bytes over the limit {limit}")
     raw = bytes(raw)
     try:
-        obj = msgpack.unpackb(
-            raw,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            object_pairs_hook=_pairs_without_duplicates,
-            ext_hook=_reject_ext,
-        )
-    except _DuplicateKey:
-        raise DecodeError("duplicate map key") from None
+        # No duplicate-key hook here: a map that had one decodes with fewer entries than
+        # it was written with, so the canonical comparison below refuses it anyway;
+        # _refusal then names the duplicate.
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_reject_ext)
     except DecodeError:
         raise
     except Exception as e:  # msgpack documents no narrower root for bad input
         raise DecodeError(f"not valid msgpack ({type(e).__name__})") from None
+    try:
+        msg, tag = _message_of(obj, expect)
+    except RemoteError as e:
+        raise _refusal(raw, e) from None
+    # Canonical: every map in canonical key order (checked when reading it) and nothing but
+    # the shortest encoding of each value, which is what packing the decoded values again
+    # gives (the same bytes as encode(msg), without building them from the message).
+    if _pack(obj) != raw:
+        raise _refusal(raw, DecodeError(f"{tag}: not the canonical encoding"))
+    return msg  # type: ignore[no-any-return]
+
+
+def _message_of(obj: Any, expect: type | None) -> tuple[Any, str]:
+    """The message an unpacked ``[tag, fields]`` describes, and its tag."""
     if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not str:
         raise DecodeError("expected [tag, fields]")
     tag, fields = obj
@@ -380,13 +414,25 @@ def decode(raw: bytes, expect: type[T] | None = None, *, max_bytes: int | None =
         raise UnknownTypeError(f"unknown message tag {_safe_name(tag)}")
     if expect is not None and cls is not expect:
         raise DecodeError(f"expected {expect.TAG}, got {tag}")  # type: ignore[attr-defined]
-    msg = _from_plain(cls, fields, tag)
-    # Canonical: every map in canonical key order (checked by _from_plain) and nothing but
-    # the shortest encoding of each value, which is what packing the decoded values again
-    # gives (the same bytes as encode(msg), without building them from the message).
-    if msgpack.packb(obj, use_bin_type=True) != raw:
-        raise DecodeError(f"{tag}: not the canonical encoding")
-    return msg  # type: ignore[no-any-return]
+    return _from_plain(cls, fields, tag), tag
+
+
+def _refusal(raw: bytes, error: RemoteError) -> RemoteError:
+    """*error*, unless the bytes hold a duplicate map key: that is named first, as the
+    problem every other one follows from (decode only looks for it once something failed)."""
+    try:
+        msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=True,
+            object_pairs_hook=_pairs_without_duplicates,
+            ext_hook=_reject_ext,
+        )
+    except _DuplicateKey:
+        return DecodeError("duplicate map key")
+    except Exception:  # the first decode already refused anything else it could find
+        return error
+    return error
 
 
 def _reader(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]:
@@ -406,9 +452,9 @@ def _reader(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[tuple[str
 def _typed_converter(kind: str, spec: _FieldSpec) -> Callable[[Any], Any] | None:
     """How a decoded value of *spec* becomes the field's value, or None if it already is."""
     if spec.kind == "message":
-        message_type = spec.message_type
         name = spec.name
-        return lambda value: _from_plain(message_type, value, name)  # type: ignore[arg-type]
+        read = _FAST_READERS.get(spec.message_type) or _compile_read(spec.message_type)  # type: ignore[arg-type]
+        return lambda value: read(value, name)
     if spec.kind == "tuple":
         item = spec.item
         inner = None if item is None else _typed_converter(kind, item)
@@ -420,13 +466,50 @@ def _typed_converter(kind: str, spec: _FieldSpec) -> Callable[[Any], Any] | None
                 raise FieldError(kind, name, f"expected an array, got {_type_name(value)}")
             if max_len is not None and len(value) > max_len:
                 raise FieldError(kind, name, f"length {len(value)} over the limit {max_len}")
-            return tuple(value) if inner is None else tuple(inner(v) for v in value)
+            return tuple(value) if inner is None else tuple([inner(v) for v in value])
 
         return to_tuple
     return None  # int, bytes, str, bool: the constructor checks the type
 
 
 def _from_plain(cls: type, fields: Any, where: str) -> Any:
+    """The message of type *cls* whose decoded map is *fields* (*where* names it in errors)."""
+    return (_FAST_READERS.get(cls) or _compile_read(cls))(fields, where)
+
+
+def _compile_read(cls: type) -> Callable[[Any, str], Any]:
+    """Compile *cls*'s reader once (generated code, as :func:`_plan` does): a map with
+    exactly the fields in canonical order goes straight into the constructor (which checks
+    the values); anything else takes :func:`_read_slowly`, which names what is wrong."""
+    order = tuple(s.name for s in _specs(cls))
+    namespace: dict[str, Any] = {"_CLS": cls, "_ORDER": order, "_slow": _read_slowly}
+    args = []
+    for i, spec in enumerate(_specs(cls)):
+        value = f"fields[{spec.name!r}]"
+        if spec.kind == "message":
+            namespace[f"_R{i}"] = _FAST_READERS.get(spec.message_type) or _compile_read(  # type: ignore[arg-type]
+                spec.message_type  # type: ignore[arg-type]
+            )
+            value = f"_R{i}({value}, {spec.name!r})"
+        elif spec.kind == "tuple":
+            namespace[f"_C{i}"] = _typed_converter(cls.TAG, spec)  # type: ignore[attr-defined]
+            value = f"_C{i}({value})"
+        args.append(f"{spec.name}={value}")
+    exec(
+        "def read(fields, where):\n"
+        "    if type(fields) is not dict or tuple(fields) != _ORDER:\n"
+        "        return _slow(_CLS, fields, where)\n"
+        f"    return _CLS({', '.join(args)})\n",
+        namespace,
+    )
+    read: Callable[[Any, str], Any] = namespace["read"]
+    _FAST_READERS[cls] = read
+    return read
+
+
+def _read_slowly(cls: type, fields: Any, where: str) -> Any:
+    """:func:`_from_plain` for a map that is not exactly the fields in canonical order:
+    the error that says why (or the message, if only a reader's shortcut declined it)."""
     kind = cls.TAG  # type: ignore[attr-defined]
     if type(fields) is not dict:
         raise FieldError(kind, where, f"expected a map, got {_type_name(fields)}")
