@@ -38,7 +38,8 @@ from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.config import NetworkConfig
 from protocol.errors import FieldError, RemoteError
-from protocol.transaction import Endorsement, ProposalResponse, SignedProposal, proposal_hash
+from protocol.hashing import sha256
+from protocol.transaction import Endorsement, ProposalResponse, SignedProposal
 
 
 class ProposalRefused(RemoteError):
@@ -104,7 +105,8 @@ def endorse(
     if proposal.network_id != network.network_id:
         raise FieldError("proposal", "network_id", "names another network")
     creator = trust.validate(proposal.creator, at=at, revoked=revoked, purpose=Purpose.SIGNING)
-    trust.verify_signature(creator, encode(proposal), signed.signature)
+    signed_bytes = encode(proposal)  # what the creator signed, and what the response hashes
+    trust.verify_signature(creator, signed_bytes, signed.signature)
     pin = next((c for c in network.contracts if c.name == proposal.contract), None)
     if pin is None:
         raise ProposalRefused(f"contract {proposal.contract!r} is not deployed on this network")
@@ -128,7 +130,7 @@ def endorse(
     except SimulationRefused as e:
         raise ProposalRefused(f"contract {proposal.contract!r} {e}") from None
     response = ProposalResponse(
-        proposal_hash=proposal_hash(proposal),
+        proposal_hash=sha256(signed_bytes),  # proposal_hash(proposal), without a second encode
         status=sim.status,
         message=sim.message,
         result=sim.result,

@@ -204,6 +204,9 @@ class OrderingNode:
         self._stopping = False
         # Per envelope waiting to commit, one future per client request for it.
         self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
+        # Each request's deadline, in arrival order (so oldest first): the tick expires them,
+        # one deque entry per request instead of a timer armed and cancelled per request.
+        self._deadlines: deque[tuple[float, bytes, asyncio.Future[Committed]]] = deque()
         self._forwarded: dict[bytes, bytes] = {}  # tx_id -> raw, forwarded for our clients
         self._pending_ids: set[bytes] = set()  # leader: queued, cut or in an uncommitted block
         # Leader: Raft indexes of the blocks it proposed in this term, not yet known committed.
@@ -236,7 +239,8 @@ class OrderingNode:
         # A future of this request's own, none shared: a request that times out or is
         # cancelled takes only its own with it, and the commit wakes each request directly
         # (a shared future would need asyncio.shield, one more event-loop pass per answer).
-        waiter: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Committed] = loop.create_future()
         waiters = self._waiters.get(tx_id)
         if waiters is not None:
             waiters.append(waiter)  # the same envelope is already on its way
@@ -255,16 +259,26 @@ class OrderingNode:
                 self.send(ForwardEnvelope(sender=self.node_id, recipient=self.leader, envelope=raw))
                 self.metrics.inc("ordering_forwarded")
             self._drain()
+        self._deadlines.append((loop.time() + SUBMIT_TIMEOUT_S, tx_id, waiter))
         try:
-            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
-                return await waiter
-        except TimeoutError:
-            raise SubmitTimeoutError(
-                f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
-            ) from None
+            return await waiter
         finally:
             if waiter.cancelled():
                 self._drop_waiter(tx_id, waiter)
+
+    def _expire_waiters(self, now: float) -> None:
+        """Answer every request past its deadline with SubmitTimeoutError (on each tick)."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, tx_id, waiter = deadlines.popleft()
+            if waiter.done():
+                continue
+            waiter.set_exception(
+                SubmitTimeoutError(
+                    f"not committed within {SUBMIT_TIMEOUT_S:.0f} s; retrying is safe"
+                )
+            )
+            self._drop_waiter(tx_id, waiter)
 
     def _drop_waiter(self, tx_id: bytes, waiter: asyncio.Future[Committed]) -> None:
         """A request gave up: once no request waits for the envelope, a retry starts afresh
@@ -352,6 +366,8 @@ class OrderingNode:
                     self._removed_ticks += 1
             if ticked and self._leave_if_removed():
                 break
+            if ticked:
+                self._expire_waiters(now)
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
             if self.role is Role.LEADER:
@@ -418,6 +434,7 @@ class OrderingNode:
                 if not waiter.done():
                     waiter.set_exception(NotLeaderError("the node is shutting down"))
         self._waiters.clear()
+        self._deadlines.clear()
 
     async def _handle_snapshot_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
+import node.ordering
 import node.validator
+from node.api import SubmitTimeoutError
 from node.envelopes import opaque_envelope
 from node.metrics import Metrics
 from node.ordering import OrderingNode
@@ -199,3 +201,24 @@ async def test_a_write_that_fails_after_the_answer_stops_the_member(
         await asyncio.wait_for(running, 5)
     assert (await request).block_number == 0  # answered: its entry is on a majority's disks
     assert member.stores.blocks.height == 0
+
+
+@pytest.mark.asyncio
+async def test_a_request_not_committed_in_time_is_told_so_and_a_retry_forwards_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node.ordering, "SUBMIT_TIMEOUT_S", 0.2)
+    member, sent = _follower(world)
+    running = asyncio.create_task(member.run())
+    raw = _envelope(world)
+    started = time.monotonic()
+    with pytest.raises(SubmitTimeoutError, match="not committed within"):
+        await asyncio.wait_for(member.submit(raw), 5)
+    assert 0.2 <= time.monotonic() - started < 2  # expired by a tick, not by the 5 s guard
+    answered = asyncio.create_task(member.submit(raw))  # nothing waits any more: forwarded again
+    await asyncio.sleep(0.01)
+    assert len([m for m in sent if isinstance(m, ForwardEnvelope)]) == 2
+    _commit_block_of(member, raw)
+    assert (await asyncio.wait_for(answered, 5)).block_number == 0
+    member.stop()
+    await asyncio.wait_for(running, 5)
