@@ -123,6 +123,7 @@ from consensus.endorse import quorum_size
 from identity.certs import cert_to_der
 from identity.keys import SigningKey
 from identity.keystore import read_cert, read_signing_key
+from node.allocator import tune_allocator
 from node.bootstrap import InitOptions, init_network, load_network, network_id_of
 from node.client import NodeClient, network_ssl_context
 from node.loadgen import (
@@ -309,6 +310,7 @@ async def _invoke_for(
 
 def worker_main() -> int:
     """One load generator process: read a spec, connect, say "ready", wait for "go", run."""
+    tune_allocator()  # as the nodes do
     spec = json.loads(sys.stdin.readline())
     net = Path(spec["network"])
     gateways = []

@@ -166,6 +166,9 @@ def self_cpu_s() -> float:
 
 def worker_main() -> int:
     """One load generator process: read a spec, connect, say "ready", wait for "go", run."""
+    from node.allocator import tune_allocator
+
+    tune_allocator()  # as the nodes do (both kinds of worker: the same process setup)
     spec = json.loads(sys.stdin.readline())
     result = _worker_etcd(spec) if spec["kind"] == "etcd" else _worker_ours(spec)
     sys.stdout.write(json.dumps(result) + "\n")
