@@ -94,4 +94,3 @@ class Context(Protocol):
     def emit(self, name: str, payload: bytes) -> None:
         """An event, delivered to listeners if and when the transaction commits."""
         ...
-

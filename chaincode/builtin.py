@@ -17,7 +17,7 @@ def node_registry(*, entry_points: bool = True) -> ContractRegistry:
     the ``medledger.contracts`` entry-point group; ConfigError if one is unacceptable."""
     registry = ContractRegistry()
     for contract in BUILTIN_CONTRACTS:
-        registry.register(contract)
+        registry.register(contract, metered=False)  # node code: no step counting
     if entry_points:
         registry.load_entry_points()
     return registry
@@ -39,6 +39,5 @@ def builtin_pins() -> tuple[ContractPin, ...]:
 def revoked_serials(state: StateReader) -> frozenset[int]:
     """The certificate serials the registry contract has revoked, from committed state."""
     return frozenset(
-        int(key[len(REVOKED) :])
-        for key, _, _ in state.range(Registry.name, REVOKED, REVOKED_END)
+        int(key[len(REVOKED) :]) for key, _, _ in state.range(Registry.name, REVOKED, REVOKED_END)
     )

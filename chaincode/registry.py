@@ -35,6 +35,7 @@ class Registered:
     contract: Contract
     functions: dict[str, Callable[..., bytes]]
     source_file: str  # where its code lives (the runtime counts steps there)
+    metered: bool = True  # run under the step budget (every contract but the built-ins)
 
 
 class ContractRegistry:
@@ -43,9 +44,11 @@ class ContractRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, Registered] = {}
 
-    def register(self, contract_class: type[Contract]) -> Registered:
+    def register(self, contract_class: type[Contract], *, metered: bool = True) -> Registered:
         """Check *contract_class* (name, version, functions, determinism of its module) and
-        add it; ConfigError names what is wrong."""
+        add it; ConfigError names what is wrong. Only the node's own built-in contracts are
+        registered with *metered* False: they are reviewed node code, so the runtime runs
+        them without counting steps (which costs more than a small call itself)."""
         if not (isinstance(contract_class, type) and issubclass(contract_class, Contract)):
             raise ConfigError(f"{contract_class!r} is not a Contract class")
         name, version = contract_class.name, contract_class.version
@@ -77,6 +80,7 @@ class ContractRegistry:
             contract=contract_class(),
             functions=functions,
             source_file=source_file,
+            metered=metered,
         )
         self._by_name[name] = registered
         return registered

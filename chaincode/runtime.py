@@ -10,7 +10,9 @@ same state produce byte-identical responses.
 Statuses: 200 done; 400 the contract refused (:class:`chaincode.api.ContractError`, its
 message goes back to the client); 404 no such contract or function. Those are answers. A
 call that cannot be answered raises :class:`SimulationRefused` and is not endorsed: it ran
-past its step budget (lines of contract code executed, a deterministic count), raised
+past its step budget (lines of contract code executed, a deterministic count; the node's
+built-in contracts, reviewed node code, run without the count, which took 31 of a registry
+call's 52 us), raised
 anything else, returned something other than bytes, or produced output over the protocol's
 limits. Refusal messages name the kind of failure only, never a value, since arguments may
 carry patient data.
@@ -98,9 +100,11 @@ def simulate(
     if method is None:
         return _answer(404, f"contract {call.contract!r} has no function {call.function!r}")
     ctx = _Context(call, registered.name, state)
-    budget = _StepBudget(step_budget, registered.source_file)
     try:
-        with budget:
+        if registered.metered:
+            with _StepBudget(step_budget, registered.source_file):
+                result = method(registered.contract, ctx, *call.args)
+        else:
             result = method(registered.contract, ctx, *call.args)
     except ContractError as e:
         return _answer(400, str(e)[: limits.REASON_CHARS_MAX])

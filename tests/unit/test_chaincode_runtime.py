@@ -13,6 +13,7 @@ import inspect
 import pytest
 
 from chaincode.api import Contract, Creator, function
+from chaincode.builtin import node_registry
 from chaincode.determinism import determinism_problems
 from chaincode.registry import ContractRegistry
 from chaincode.runtime import Invocation, SimulationRefused, simulate
@@ -231,3 +232,21 @@ def test_each_determinism_rule(source: str, words: str) -> None:
 def test_plain_integer_code_passes() -> None:
     source = "import json\nfrom hashlib import sha256\nx = 7 // 2\ny = sorted({'a': 1})\n"
     assert determinism_problems(source) == []
+
+
+def test_an_unmetered_contract_runs_without_counting_steps(state) -> None:
+    metered, unmetered = ContractRegistry(), ContractRegistry()
+    metered.register(ledger_counter.Counter)
+    unmetered.register(ledger_counter.Counter, metered=False)
+    with pytest.raises(SimulationRefused, match="budget of 1 steps"):
+        simulate(metered, call("add", b"a", b"1"), state, step_budget=1)
+    assert simulate(unmetered, call("add", b"a", b"1"), state, step_budget=1).status == 200
+
+
+def test_only_the_nodes_built_in_contracts_run_unmetered() -> None:
+    builtins = node_registry(entry_points=False)
+    assert builtins.names() and all(
+        not builtins.get(name).metered  # type: ignore[union-attr]
+        for name in builtins.names()
+    )
+    assert ContractRegistry().register(ledger_counter.Counter).metered
