@@ -10,12 +10,11 @@ same state produce byte-identical responses.
 Statuses: 200 done; 400 the contract refused (:class:`chaincode.api.ContractError`, its
 message goes back to the client); 404 no such contract or function. Those are answers. A
 call that cannot be answered raises :class:`SimulationRefused` and is not endorsed: it ran
-past its step budget (lines of contract code executed, a deterministic count; the node's
-built-in contracts, reviewed node code, run without the count, which took 31 of a registry
-call's 52 us), raised
+past its step budget (lines of contract code executed, a deterministic count), raised
 anything else, returned something other than bytes, or produced output over the protocol's
 limits. Refusal messages name the kind of failure only, never a value, since arguments may
-carry patient data.
+carry patient data. The node's built-in contracts (reviewed node code) run without the step
+count, which took 31 of the 52 us of a registry call.
 
 Range reads record the version of every key they returned; a key inserted into the range
 later is not detected at validation (no phantom protection yet).
