@@ -222,3 +222,17 @@ async def test_a_request_not_committed_in_time_is_told_so_and_a_retry_forwards_a
     assert (await asyncio.wait_for(answered, 5)).block_number == 0
     member.stop()
     await asyncio.wait_for(running, 5)
+
+
+@pytest.mark.asyncio
+async def test_answered_requests_do_not_stay_queued_for_their_deadline(world: World) -> None:
+    member, _ = _follower(world)
+    first, second = _envelope(world), _envelope(world)
+    answered = [asyncio.create_task(member.submit(raw)) for raw in (first, second)]
+    await asyncio.sleep(0.01)
+    _commit_block_of(member, first, second)
+    await asyncio.wait_for(asyncio.gather(*answered), 5)
+    waiting = asyncio.create_task(member.submit(_envelope(world)))
+    await asyncio.sleep(0.01)
+    assert len(member._deadlines) == 1  # only the request still waiting
+    waiting.cancel()
