@@ -78,6 +78,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from etcd_cluster import EtcdCluster, ensure_etcd
 
 CLIENT_COUNTS = (1, 16, 64)
@@ -199,7 +200,6 @@ class _StartGate:
 
 
 def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
-    import uvloop
     from etcd_loadgen import run_put_load
 
     gate = _StartGate()
@@ -226,8 +226,6 @@ def _worker_etcd(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     import tomllib
-
-    import uvloop
 
     from identity.certs import cert_to_der
     from identity.keystore import read_cert, read_signing_key

@@ -22,6 +22,7 @@ later is not detected at validation (no phantom protection yet).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -99,11 +100,13 @@ def simulate(
     if method is None:
         return _answer(404, f"contract {call.contract!r} has no function {call.function!r}")
     ctx = _Context(call, registered.name, state)
+    budget = (
+        _StepBudget(step_budget, registered.source_file)
+        if registered.metered
+        else contextlib.nullcontext()
+    )
     try:
-        if registered.metered:
-            with _StepBudget(step_budget, registered.source_file):
-                result = method(registered.contract, ctx, *call.args)
-        else:
+        with budget:
             result = method(registered.contract, ctx, *call.args)
     except ContractError as e:
         return _answer(400, str(e)[: limits.REASON_CHARS_MAX])

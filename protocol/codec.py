@@ -31,7 +31,7 @@ import threading
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgpack
 
@@ -56,8 +56,6 @@ _SPECS: dict[type, tuple[_FieldSpec, ...]] = {}
 _PLANS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 # Per class: the compiled test that every field is within its limits (see _compile_check).
 _CHECKS: dict[type, Callable[[Any], bool]] = {}
-# Per class: the field names, and per field None or a function making a decoded value typed.
-_READERS: dict[type, tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
 # Per class: the compiled function building a message from its decoded map (see _compile_read).
 _FAST_READERS: dict[type, Callable[[Any, str], Any]] = {}
 
@@ -435,20 +433,6 @@ def _refusal(raw: bytes, error: RemoteError) -> RemoteError:
     return error
 
 
-def _reader(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[tuple[str, Any], ...]]:
-    cached = _READERS.get(cls)
-    if cached is not None:
-        return cached
-    specs = _specs(cls)
-    reader = (
-        frozenset(s.name for s in specs),
-        tuple(s.name for s in specs),  # the canonical key order, as encode writes it
-        tuple((s.name, _typed_converter(cls.TAG, s)) for s in specs),  # type: ignore[attr-defined]
-    )
-    _READERS[cls] = reader
-    return reader
-
-
 def _typed_converter(kind: str, spec: _FieldSpec) -> Callable[[Any], Any] | None:
     """How a decoded value of *spec* becomes the field's value, or None if it already is."""
     if spec.kind == "message":
@@ -480,25 +464,25 @@ def _from_plain(cls: type, fields: Any, where: str) -> Any:
 def _compile_read(cls: type) -> Callable[[Any, str], Any]:
     """Compile *cls*'s reader once (generated code, as :func:`_plan` does): a map with
     exactly the fields in canonical order goes straight into the constructor (which checks
-    the values); anything else takes :func:`_read_slowly`, which names what is wrong."""
-    order = tuple(s.name for s in _specs(cls))
-    namespace: dict[str, Any] = {"_CLS": cls, "_ORDER": order, "_slow": _read_slowly}
+    the values); any other map is refused by :func:`_refuse_map`, which names why."""
+    specs = _specs(cls)
+    namespace: dict[str, Any] = {
+        "_CLS": cls,
+        "_ORDER": tuple(s.name for s in specs),
+        "_refuse": _refuse_map,
+    }
     args = []
-    for i, spec in enumerate(_specs(cls)):
+    for i, spec in enumerate(specs):
         value = f"fields[{spec.name!r}]"
-        if spec.kind == "message":
-            namespace[f"_R{i}"] = _FAST_READERS.get(spec.message_type) or _compile_read(  # type: ignore[arg-type]
-                spec.message_type  # type: ignore[arg-type]
-            )
-            value = f"_R{i}({value}, {spec.name!r})"
-        elif spec.kind == "tuple":
-            namespace[f"_C{i}"] = _typed_converter(cls.TAG, spec)  # type: ignore[attr-defined]
+        convert = _typed_converter(cls.TAG, spec)  # type: ignore[attr-defined]
+        if convert is not None:
+            namespace[f"_C{i}"] = convert
             value = f"_C{i}({value})"
         args.append(f"{spec.name}={value}")
     exec(
         "def read(fields, where):\n"
         "    if type(fields) is not dict or tuple(fields) != _ORDER:\n"
-        "        return _slow(_CLS, fields, where)\n"
+        "        _refuse(_CLS, fields, where)\n"
         f"    return _CLS({', '.join(args)})\n",
         namespace,
     )
@@ -507,24 +491,16 @@ def _compile_read(cls: type) -> Callable[[Any, str], Any]:
     return read
 
 
-def _read_slowly(cls: type, fields: Any, where: str) -> Any:
-    """:func:`_from_plain` for a map that is not exactly the fields in canonical order:
-    the error that says why (or the message, if only a reader's shortcut declined it)."""
+def _refuse_map(cls: type, fields: Any, where: str) -> NoReturn:
+    """Why *fields* is not a map of exactly *cls*'s fields in canonical order."""
     kind = cls.TAG  # type: ignore[attr-defined]
     if type(fields) is not dict:
         raise FieldError(kind, where, f"expected a map, got {_type_name(fields)}")
-    names, order, converters = _READERS.get(cls) or _reader(cls)
-    if len(fields) != len(names) or not names.issuperset(fields):
-        for k in fields:
-            if k not in names:
-                raise FieldError(kind, _safe_name(k), "unknown field")
-        for name in sorted(names):
-            if name not in fields:
-                raise FieldError(kind, name, "missing")
-    if tuple(fields) != order:
-        raise DecodeError(f"{kind}: not the canonical encoding (map keys out of order)")
-    kwargs = {}
-    for name, convert in converters:
-        value = fields[name]
-        kwargs[name] = value if convert is None else convert(value)
-    return cls(**kwargs)
+    names = {s.name for s in _specs(cls)}
+    for k in fields:
+        if k not in names:
+            raise FieldError(kind, _safe_name(k), "unknown field")
+    for name in sorted(names):
+        if name not in fields:
+            raise FieldError(kind, name, "missing")
+    raise DecodeError(f"{kind}: not the canonical encoding (map keys out of order)")

@@ -137,6 +137,8 @@ class Envelope:
         return self.transaction.proposal.tx_id
 
 
-def proposal_hash(proposal: Proposal) -> bytes:
-    """The hash an endorsement's response commits to."""
-    return sha256(encode(proposal))
+def proposal_hash(proposal: Proposal, canonical: bytes | None = None) -> bytes:
+    """The hash an endorsement's response commits to; *canonical* is ``encode(proposal)``
+    when the caller already has it (the endorser, which verified the creator's signature
+    over those bytes)."""
+    return sha256(encode(proposal) if canonical is None else canonical)

@@ -131,6 +131,16 @@ def become_leader(node: RaftNode) -> None:
     flush(node)
 
 
+def leader_with_followers_caught_up() -> RaftNode:
+    """Node 1 leading term 1 of three, both followers acknowledged up to its first entry."""
+    node = make_node()
+    become_leader(node)
+    for peer in ("2", "3"):
+        node.step(app_resp(peer, "1", 1, 1))
+    flush(node)
+    return node
+
+
 def cluster(size: int = 3, **options: object) -> Net:
     ids = tuple(str(i) for i in range(1, size + 1))
     return Net(*(make_node(i, ids, seed=int(i), **options) for i in ids))
@@ -307,11 +317,7 @@ def test_leader_start_replication() -> None:
 def test_leader_commits_entry_replicated_on_majority() -> None:
     """§5.3: an entry is committed once the leader has replicated it on a majority; the
     leader then applies it and tells followers the new commit index."""
-    node = make_node()
-    become_leader(node)
-    for peer in ("2", "3"):
-        node.step(app_resp(peer, "1", 1, 1))
-    flush(node)
+    node = leader_with_followers_caught_up()
     _, index = node.propose(b"x")
     flush(node)
     assert node.log.committed == index - 1
@@ -328,11 +334,7 @@ def test_a_commit_announcement_rides_on_the_next_append_of_the_same_ready() -> N
     """Replication: a leader that commits and proposes again before its next Ready sends
     each follower one append holding the new entry and the new commit index, not an empty
     append announcing the commit followed by a second one with the entry."""
-    node = make_node()
-    become_leader(node)
-    for peer in ("2", "3"):
-        node.step(app_resp(peer, "1", 1, 1))
-    flush(node)
+    node = leader_with_followers_caught_up()
     _, first = node.propose(b"x")
     flush(node)
     node.step(app_resp("2", "1", 1, first))  # commits it: an empty append to each follower
@@ -377,11 +379,7 @@ def test_leader_acknowledges_commit(size: int, acks: int, commits: bool) -> None
 def test_leader_sends_appends_before_persisting_but_counts_itself_only_after() -> None:
     """Thesis §10.2.1: a leader's appends may leave while it writes the same entries; until
     ``advance`` reports them stable, its own copy does not count towards a commit."""
-    node = make_node()
-    become_leader(node)
-    for peer in ("2", "3"):
-        node.step(app_resp(peer, "1", 1, 1))
-    flush(node)
+    node = leader_with_followers_caught_up()
     _, index = node.propose(b"x")
     rd = node.ready()
     early, late = node.split_messages(rd)
