@@ -165,6 +165,7 @@ def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster) -> N
                     clients=8,
                     total=total,
                     payload_bytes=256,
+                    presigned=total // 2,  # the rest are signed on the fly
                 )
             )
         )
