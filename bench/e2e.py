@@ -5,19 +5,22 @@ Starts the local profile's network (the ministry's orderer and four hospital pee
 processes on 127.0.0.1 over mutual TLS) in a fresh temp directory and drives it with
 closed-loop clients, each running the whole transaction flow one transaction at a time: sign
 a ``registry.register`` proposal for a fresh subject id as the admin of its gateway's
-hospital, ``POST /v1/gateway/endorse`` to a hospital peer (which fans it out to the four
-endorsers and returns the prepared transaction with q=3 endorsements), sign the envelope,
-``POST /v1/envelopes`` to the same peer and wait for the answer, which comes once the block
-holding it is committed, validated on that peer and synced. Clients are spread round-robin
-over the four hospital peers (the ministry is not a gateway); subject ids never repeat, so
-transactions never conflict. At 1, 16, 64 and 256 clients it prints committed VALID
+hospital, ask a hospital peer to endorse it (it fans the proposal out to the four endorsers
+and returns the prepared transaction with q=3 endorsements), sign the envelope, submit it to
+the same peer and wait for the answer, which comes once the block holding it is committed,
+validated on that peer and synced. By default (``--api stream``) the clients of one gateway
+share one client stream to it (``/v1/stream``, :mod:`node.client_stream`), where each
+request is a WebSocket frame each way; ``--api http`` gives every client its own keep-alive
+HTTPS connections for ``POST /v1/gateway/endorse`` and ``POST /v1/envelopes``. Clients are
+spread round-robin over the four hospital peers (the ministry is not a gateway); subject ids
+never repeat, so transactions never conflict. At 1, 16, 64 and 256 clients it prints committed VALID
 transactions per second, p50 and p99 latency from sending the proposal to the commit answer
 (and the endorsement part of it), invalid and failed transactions (never counted as
 committed), and the CPU the load generator and the cluster used.
 
     .venv/bin/python bench/e2e.py [--seconds 10] [--clients 1,16,64,256] [--json]
         [--warmup S] [--loadgen-procs auto|N] [--wait-quiet S] [--profile] [--profile-node ID]
-        [--floor-seconds S] [--keep]
+        [--floor-seconds S] [--api stream|http] [--keep]
 
 The physical limit. Before the network starts, the script measures this machine's ECDSA
 P-256 verify and sign rates on one core with ``bench/floors.py``'s timing rule. During each
@@ -53,7 +56,7 @@ points of the metrics (e.g. 8.6% against 8.8%, 23.5% against 17.7%).
 
 Fairness of CPU, as in ``bench/raft_vs_etcd.py`` (whose helpers this script imports): the
 load generators are separate worker processes (this script with ``--worker``, on uvloop,
-requests over ``node.loadgen.HttpConnection``), started, connected and warmed up before the
+requests over ``node.loadgen``'s connections), started, connected and warmed up before the
 clock (``--warmup`` seconds of unmeasured load at the run's own client count, so that the
 gateways' keep-alive pools of endorser connections have grown to that concurrency and the
 measured window pays no TLS handshakes a steady state would not). Each worker reports its
@@ -126,15 +129,19 @@ from identity.keystore import read_cert, read_signing_key
 from node.allocator import tune_allocator
 from node.bootstrap import InitOptions, init_network, load_network, network_id_of
 from node.client import NodeClient, network_ssl_context
+from node.client_stream import StreamClient
 from node.loadgen import (
     REQUEST_ERRORS,
     REQUEST_TIMEOUT_S,
     RETRY_PAUSE_S,
     HttpConnection,
+    StreamPoster,
 )
 from node.profile import load_profile
 from node.supervisor import RunningNode, api_url, start_nodes, stop_nodes, wait_for_leader
 from protocol import limits
+from protocol.block import ValidationCode, code_name
+from protocol.client_stream import ENDORSE, SUBMIT, CommitReceipt
 from protocol.codec import decode, encode
 from protocol.transaction import Envelope, Proposal, SignedProposal, Transaction
 
@@ -178,19 +185,32 @@ class InvokeClient:
     """One closed-loop client: endorse, sign, submit, wait for the commit; then the next."""
 
     def __init__(
-        self, gateway: Gateway, network_id: str, subject_prefix: str, ssl_context: ssl.SSLContext
+        self,
+        gateway: Gateway,
+        network_id: str,
+        subject_prefix: str,
+        ssl_context: ssl.SSLContext,
+        stream: StreamClient | None = None,
     ) -> None:
+        """Requests go over *stream* (shared with the other clients of this gateway) if
+        given, else over two keep-alive HTTPS connections of this client's own."""
         where = urlsplit(gateway.url)
         host, port = str(where.hostname), where.port or 443
         self.gateway = gateway
         self.network_id = network_id
         self.subject_prefix = subject_prefix
-        self.endorse_conn = HttpConnection(
-            host, port, "/v1/gateway/endorse", "application/msgpack", ssl_context
-        )
-        self.submit_conn = HttpConnection(
-            host, port, "/v1/envelopes", "application/msgpack", ssl_context
-        )
+        self.endorse_conn: HttpConnection | StreamPoster
+        self.submit_conn: HttpConnection | StreamPoster
+        if stream is not None:
+            self.endorse_conn = StreamPoster(stream, ENDORSE)
+            self.submit_conn = StreamPoster(stream, SUBMIT)
+        else:
+            self.endorse_conn = HttpConnection(
+                host, port, "/v1/gateway/endorse", "application/msgpack", ssl_context
+            )
+            self.submit_conn = HttpConnection(
+                host, port, "/v1/envelopes", "application/msgpack", ssl_context
+            )
         self.sequence = 0
 
     async def open(self) -> None:
@@ -223,7 +243,11 @@ class InvokeClient:
         return encode(Envelope(transaction=transaction, signature=self.gateway.key.sign(prepared)))
 
     async def post(
-        self, conn: HttpConnection, body: bytes, give_up_at: float, out: InvokeResult
+        self,
+        conn: HttpConnection | StreamPoster,
+        body: bytes,
+        give_up_at: float,
+        out: InvokeResult,
     ) -> tuple[int, bytes]:
         """POST *body*, retrying 502-504 and connection errors (the same bytes each time:
         an envelope is ordered at most once) until an answer or *give_up_at*."""
@@ -255,12 +279,21 @@ class InvokeClient:
             if status != 200:
                 out.failures.append(f"submit {status}: {answer[:160].decode(errors='replace')}")
                 continue
-            doc = json.loads(answer)
-            if doc["code"] != 0:
-                out.invalid.append(f"{doc['status']}: {doc['reason']}"[:160])
+            code, why = _outcome(answer, self.submit_conn)
+            if code != ValidationCode.VALID:
+                out.invalid.append(why[:160])
                 continue
             out.latencies_s.append(time.perf_counter() - sent)
             out.endorse_s.append(endorsed - sent)
+
+
+def _outcome(answer: bytes, conn: HttpConnection | StreamPoster) -> tuple[int, str]:
+    """A 200 submit answer's validation code, and its status and reason in words."""
+    if isinstance(conn, StreamPoster):
+        receipt = decode(answer, CommitReceipt)
+        return receipt.code, f"{code_name(receipt.code)}: {receipt.reason}"
+    doc = json.loads(answer)
+    return doc["code"], f"{doc['status']}: {doc['reason']}"
 
 
 async def run_invoke_load(
@@ -274,13 +307,23 @@ async def run_invoke_load(
     duration_s: float,
     tag: str,
     before_start: Callable[[], Awaitable[None]],
+    api: str = "stream",
 ) -> InvokeResult:
     """*clients* closed-loop clients (numbered from *first_client*, client n on gateway
     n mod len(gateways)): connect, invoke unmeasured for *warmup_s* (so the gateways' pools
     of endorser connections grow to this concurrency before the clock), await
-    *before_start*, then invoke for *duration_s*; what the second phase did."""
+    *before_start*, then invoke for *duration_s*; what the second phase did. With *api*
+    ``stream`` the clients of a gateway share one client stream to it; with ``http`` each
+    client keeps its own HTTPS connections."""
+    streams = {g.url: StreamClient(g.url, ssl_context) for g in gateways} if api == "stream" else {}
     fleet = [
-        InvokeClient(gateways[n % len(gateways)], network_id, f"{tag}c{n}", ssl_context)
+        InvokeClient(
+            gateways[n % len(gateways)],
+            network_id,
+            f"{tag}c{n}",
+            ssl_context,
+            streams.get(gateways[n % len(gateways)].url),
+        )
         for n in range(first_client, first_client + clients)
     ]
     try:
@@ -291,6 +334,7 @@ async def run_invoke_load(
     finally:
         for c in fleet:
             c.close()
+        await asyncio.gather(*(s.close() for s in streams.values()))
 
 
 async def _invoke_for(
@@ -330,6 +374,7 @@ def worker_main() -> int:
             duration_s=spec["duration_s"],
             tag=spec["tag"],
             before_start=gate.wait_for_go,
+            api=spec["api"],
         )
     )
     doc = {
@@ -605,6 +650,7 @@ class Bench:
                 "warmup_s": self.args.warmup,
                 "duration_s": duration_s,
                 "tag": f"r{self.run_count}",
+                "api": self.args.api,
             }
             first += share
             worker = InvokeWorker(spec)
@@ -800,7 +846,7 @@ def print_report(bench: Bench, busy: float) -> None:
     print(
         f"machine: {NCPU} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{busy:.0f}% busy before start; network: local profile (5 nodes, 4 endorsing "
-        f"hospitals, q=3), leader {bench.leader}"
+        f"hospitals, q=3), leader {bench.leader}; client API: {bench.args.api}"
     )
     print(
         f"floors (one core): ECDSA P-256 verify {floors.verify_per_s:,.0f}/s, "
@@ -931,7 +977,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-node", default=None, help="the node to profile (default: the first peer)"
     )
-    add_run_options(parser)
+    add_run_options(parser, api_default="stream")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
@@ -971,6 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cores": NCPU, "python": platform.python_version(), "busy_pct": busy},
             "floors": dataclasses.asdict(bench._floors()),
             "seconds": args.seconds,
+            "api": args.api,
             "runs": [dataclasses.asdict(r) for r in bench.runs],
             "target_per_s": TARGET_PER_S,
         }

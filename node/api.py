@@ -16,6 +16,8 @@ Routes::
     GET  /v1/tx/{tx_id}           where a transaction is and its validation code (JSON)
     GET  /v1/state/{namespace}?key=HEX   one world-state entry and its version (JSON)
     GET  /v1/events?from=N        WebSocket: committed blocks' transactions and events (JSON)
+    GET  /v1/stream               WebSocket: submit and gateway-endorse requests, many in
+                                  flight at once (msgpack; see :mod:`node.client_stream`)
     GET  /metrics                 counters, Prometheus text format
 
 Bad input gets a 4xx with a one-line reason and never a payload echo; the node keeps
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from node.client_stream import ClientStreamServer, Operation
 from node.endorser import run_endorsement
 from node.events import EventHub
 from node.gateway import Gateway, QuorumNotReached
@@ -38,6 +41,8 @@ from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
 from protocol.block import ValidationCode, code_meaning, code_name
+from protocol.client_stream import ENDORSE, SUBMIT, CommitReceipt
+from protocol.codec import encode
 from protocol.errors import LocalError, OversizeError, RemoteError
 
 log = logging.getLogger("medledger.api")
@@ -106,40 +111,50 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def submit(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    too_big = f"envelope over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
     if request.content_length is not None and request.content_length > limits.ENVELOPE_BYTES_MAX:
         event(log, logging.INFO, "api.refused", reason="oversize", size=request.content_length)
-        return _error(413, too_big)
+        return _error(413, _ENVELOPE_TOO_BIG)
     try:
         raw = await request.read()  # bounded by the app's client_max_size
     except web.HTTPRequestEntityTooLarge:
         event(log, logging.INFO, "api.refused", reason="oversize", size=-1)
-        return _error(413, too_big)
-    if len(raw) > limits.ENVELOPE_BYTES_MAX:
-        event(log, logging.INFO, "api.refused", reason="oversize", size=len(raw))
-        return _error(413, too_big)
-    try:
-        result = await service.submit(raw)
-    except OversizeError as e:
-        return _error(413, str(e))
-    except RemoteError as e:
-        event(log, logging.INFO, "api.refused", reason=type(e).__name__, size=len(raw))
-        return _error(400, str(e))
-    except NotLeaderError as e:
-        return _error(503, str(e))
-    except SubmitTimeoutError as e:
-        return _error(504, str(e))
+        return _error(413, _ENVELOPE_TOO_BIG)
+    status, outcome = await submit_outcome(service, raw)
+    if not isinstance(outcome, Committed):
+        return _error(status, outcome)
     return web.json_response(
         {
-            "tx_id": result.tx_id.hex(),
-            "block": result.block_number,
-            "index": result.tx_index,
-            "duplicate": result.duplicate,
-            "code": result.code,
-            "status": code_name(result.code),
-            "reason": result.reason or code_meaning(result.code),
+            "tx_id": outcome.tx_id.hex(),
+            "block": outcome.block_number,
+            "index": outcome.tx_index,
+            "duplicate": outcome.duplicate,
+            "code": outcome.code,
+            "status": code_name(outcome.code),
+            "reason": outcome.reason or code_meaning(outcome.code),
         }
     )
+
+
+_ENVELOPE_TOO_BIG = f"envelope over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
+
+
+async def submit_outcome(service: OrderingService, raw: bytes) -> tuple[int, Committed | str]:
+    """What submitting *raw* comes to, for HTTPS and the client stream alike: (200, where it
+    committed) or (an HTTP status, the one-line reason)."""
+    if len(raw) > limits.ENVELOPE_BYTES_MAX:
+        event(log, logging.INFO, "api.refused", reason="oversize", size=len(raw))
+        return 413, _ENVELOPE_TOO_BIG
+    try:
+        return 200, await service.submit(raw)
+    except OversizeError as e:
+        return 413, str(e)
+    except RemoteError as e:
+        event(log, logging.INFO, "api.refused", reason=type(e).__name__, size=len(raw))
+        return 400, str(e)
+    except NotLeaderError as e:
+        return 503, str(e)
+    except SubmitTimeoutError as e:
+        return 504, str(e)
 
 
 async def endorse(request: web.Request) -> web.Response:
@@ -164,17 +179,29 @@ async def gateway_endorse(request: web.Request) -> web.Response:
     """Fan a signed proposal out to the endorsers; the prepared Transaction (msgpack)."""
     gateway = request.app.get(GATEWAY_KEY)
     if gateway is None or not gateway.serving():
-        return _error(404, "this node is not a gateway")
-    raw = await request.read()  # bounded by the app's client_max_size
+        return _error(404, _NOT_A_GATEWAY)
+    status, outcome = await endorse_outcome(gateway, await request.read())
+    if isinstance(outcome, str):
+        return _error(status, outcome)
+    return web.Response(body=outcome, content_type="application/msgpack")
+
+
+_NOT_A_GATEWAY = "this node is not a gateway"
+
+
+async def endorse_outcome(gateway: Gateway | None, raw: bytes) -> tuple[int, bytes | str]:
+    """What asking the gateway to endorse *raw* comes to, for HTTPS and the client stream
+    alike: (200, the prepared Transaction) or (an HTTP status, the one-line reason)."""
+    if gateway is None or not gateway.serving():
+        return 404, _NOT_A_GATEWAY
     if len(raw) > limits.ENVELOPE_BYTES_MAX:
-        return _error(413, f"proposal over the limit of {limits.ENVELOPE_BYTES_MAX} bytes")
+        return 413, f"proposal over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
     try:
-        prepared = await gateway.endorse(raw)
+        return 200, await gateway.endorse(raw)
     except QuorumNotReached as e:
-        return _error(409, str(e))
+        return 409, str(e)
     except RemoteError as e:
-        return _error(400, str(e))
-    return web.Response(body=prepared, content_type="application/msgpack")
+        return 400, str(e)
 
 
 async def raft_status(request: web.Request) -> web.Response:
@@ -261,4 +288,29 @@ def build_api_app(
     app.router.add_get("/v1/state/{namespace}", state_info)
     if events is not None:
         app.router.add_get("/v1/events", events.serve)
+    ClientStreamServer(_stream_operations(service, gateway), service.metrics).add_routes(app)
     return app
+
+
+def _stream_operations(service: OrderingService, gateway: Gateway | None) -> dict[str, Operation]:
+    """The client stream's operations: the HTTPS routes' outcomes as (status, bytes)."""
+
+    async def submit(raw: bytes) -> tuple[int, bytes]:
+        status, outcome = await submit_outcome(service, raw)
+        if not isinstance(outcome, Committed):
+            return status, outcome.encode()
+        receipt = CommitReceipt(
+            tx_id=outcome.tx_id,
+            block=outcome.block_number,
+            index=outcome.tx_index,
+            duplicate=outcome.duplicate,
+            code=outcome.code,
+            reason=outcome.reason or code_meaning(outcome.code),
+        )
+        return status, encode(receipt)
+
+    async def endorse(raw: bytes) -> tuple[int, bytes]:
+        status, outcome = await endorse_outcome(gateway, raw)
+        return status, outcome.encode() if isinstance(outcome, str) else outcome
+
+    return {SUBMIT: submit, ENDORSE: endorse}

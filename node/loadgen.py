@@ -9,12 +9,14 @@ connection errors with the *same* envelope, so an envelope is acknowledged at mo
 however often it was sent. The result lists every acknowledged tx_id with its block and
 index, and each request's latency.
 
-Requests go over :class:`HttpConnection`: keep-alive HTTP/1.1 written straight onto asyncio
-streams (TLS here; plain for etcd in ``bench/etcd_loadgen.py``), one connection per client
-per node, all opened before the clock starts. A preformatted request head and a response
-parsed only as far as status and length keep the load generator's CPU small, so it leaves
-the cores to the cluster it measures; an HTTP client library costs several times as much
-per request.
+Requests go, with ``api="http"`` (the default), over :class:`HttpConnection`: keep-alive
+HTTP/1.1 written straight onto asyncio streams (TLS here; plain for etcd in
+``bench/etcd_loadgen.py``), one connection per client per node, all opened before the clock
+starts. A preformatted request head and a response parsed only as far as status and length
+keep the load generator's CPU small, so it leaves the cores to the cluster it measures; an
+HTTP client library costs several times as much per request. With ``api="stream"`` they go
+over the nodes' client stream (:mod:`node.client_stream`): one WebSocket per node, shared
+by all clients, each request a frame each way.
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
+import aiohttp
+
 from identity.keys import SigningKey
+from node.client_stream import StreamClient
 from node.envelopes import opaque_envelope
-from protocol.codec import encode
+from protocol.client_stream import SUBMIT, CommitReceipt
+from protocol.codec import decode, encode
+from protocol.errors import RemoteError
 
 RETRY_PAUSE_S = 0.05
 REQUEST_TIMEOUT_S = 15.0
@@ -102,8 +109,36 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-# What a failed request raises: connection trouble, a cut response, a garbled status line.
-REQUEST_ERRORS = (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError)
+class StreamPoster:
+    """Requests of one kind over a client stream that many clients share: the
+    ``api="stream"`` counterpart of :class:`HttpConnection`, with the same ``post``."""
+
+    def __init__(self, stream: StreamClient, kind: str) -> None:
+        self.stream = stream
+        self.kind = kind
+
+    async def open(self) -> None:
+        await self.stream.connect()
+
+    def close(self) -> None:
+        """Nothing to do after an error: a broken stream reconnects at the next request."""
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        """Send *body*; the answer's status and body (for a 200 submit, a CommitReceipt's
+        bytes)."""
+        return await self.stream.request(self.kind, body)
+
+
+# What a failed request raises: connection trouble, a cut response, a garbled status line, a
+# refused WebSocket upgrade.
+REQUEST_ERRORS = (
+    OSError,
+    asyncio.IncompleteReadError,
+    ValueError,
+    TimeoutError,
+    aiohttp.ClientError,
+    RemoteError,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,14 +185,17 @@ async def run_load(
     payload_bytes: int = 1024,
     before_start: Callable[[], Awaitable[None]] | None = None,
     presigned: int = 0,
+    api: str = "http",
 ) -> LoadResult:
     """Run *clients* closed-loop clients until *total* envelopes are acknowledged or
     *duration_s* has passed (at least one bound must be given). *presigned* envelopes are
     signed first, then connections are opened; *before_start*, if given, is awaited then,
     and the clock starts after it. Clients take presigned envelopes while they last and
-    sign their own after that."""
+    sign their own after that. *api* is ``http`` or ``stream`` (see the module docstring)."""
     if total is None and duration_s is None:
         raise ValueError("give total or duration_s")
+    if api not in ("http", "stream"):
+        raise ValueError(f"api must be http or stream, not {api!r}")
 
     def sign(fill: int) -> bytes:
         return encode(
@@ -175,16 +213,23 @@ async def run_load(
     failures: list[str] = []
     issued = 0
     endpoints = [urlsplit(u) for u in urls]
-    conns = [
-        [
-            HttpConnection(
-                str(e.hostname), e.port or 443, SUBMIT_PATH, "application/msgpack", ssl_context
-            )
-            for e in endpoints
+    streams = [StreamClient(u, ssl_context) for u in urls] if api == "stream" else []
+    posters = [StreamPoster(s, SUBMIT) for s in streams]
+    conns: list[list[HttpConnection]] | list[list[StreamPoster]] = (
+        [posters] * clients
+        if posters
+        else [
+            [
+                HttpConnection(
+                    str(e.hostname), e.port or 443, SUBMIT_PATH, "application/msgpack", ssl_context
+                )
+                for e in endpoints
+            ]
+            for _ in range(clients)
         ]
-        for _ in range(clients)
-    ]
-    await asyncio.gather(*(c.open() for mine in conns for c in mine), return_exceptions=True)
+    )
+    opening = posters or [c for mine in conns for c in mine]
+    await asyncio.gather(*(c.open() for c in opening), return_exceptions=True)
     if before_start is not None:
         await before_start()
     start = time.perf_counter()
@@ -214,16 +259,8 @@ async def run_load(
                     conn.close()
                 else:
                     if status == 200:
-                        doc = json.loads(answer)
-                        acks.append(
-                            Ack(
-                                doc["tx_id"],
-                                doc["block"],
-                                doc["index"],
-                                time.perf_counter() - sent,
-                                attempt,
-                            )
-                        )
+                        tx_id, block, index = _where(answer, api)
+                        acks.append(Ack(tx_id, block, index, time.perf_counter() - sent, attempt))
                         break
                     if status in (400, 413):
                         failures.append(f"refused: {answer[:200].decode(errors='replace')}")
@@ -238,4 +275,14 @@ async def run_load(
         for mine in conns:
             for c in mine:
                 c.close()
+        await asyncio.gather(*(s.close() for s in streams))
     return LoadResult(acks, failures, time.perf_counter() - start)
+
+
+def _where(answer: bytes, api: str) -> tuple[str, int, int]:
+    """(tx_id hex, block, index) from a 200 answer of *api*."""
+    if api == "stream":
+        receipt = decode(answer, CommitReceipt)
+        return receipt.tx_id.hex(), receipt.block, receipt.index
+    doc = json.loads(answer)
+    return doc["tx_id"], doc["block"], doc["index"]

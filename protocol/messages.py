@@ -1,6 +1,7 @@
 """Every message kind in one import, so that all tags are registered before decoding."""
 
 from protocol.block import Block, BlockHeader, BlockMetadata, ValidationCode
+from protocol.client_stream import ClientAnswer, ClientRequest, CommitReceipt
 from protocol.config import (
     BatchConfig,
     ConfigEnvelope,
@@ -55,6 +56,9 @@ __all__ = [
     "BlockHeader",
     "BlockMetadata",
     "ChainPoint",
+    "ClientAnswer",
+    "ClientRequest",
+    "CommitReceipt",
     "ConfigEnvelope",
     "ConfigUpdate",
     "ContractEvent",

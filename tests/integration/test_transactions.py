@@ -9,6 +9,7 @@ envelope returns where and how it committed the first time.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -23,10 +24,13 @@ import time
 import pytest
 
 from node.client import NodeRefused, NodeUnavailable
+from node.client_stream import StreamClient, StreamRefused
 from node.envelopes import opaque_envelope
 from node.failpoints import ENDORSER_FAULT_ENV
+from node.supervisor import api_url
 from protocol import limits
 from protocol.block import Block, ValidationCode
+from protocol.client_stream import CommitReceipt
 from protocol.codec import decode, encode
 from protocol.transaction import Envelope, Proposal, SignedProposal, Transaction
 from tests.integration.cluster import NETWORK_ID, Cluster, medledger
@@ -131,6 +135,53 @@ def test_a_registry_write_commits_on_every_peer_and_bad_ones_are_invalid_everywh
         assert len(blocks) == 1
         block = decode(blocks.pop() or b"", Block)
         assert block.metadata.validation_codes[outcome["index"]] == outcome["code"]
+
+
+def test_the_client_stream_endorses_and_submits_many_requests_at_once(cluster: Cluster) -> None:
+    """Twelve registrations endorsed, then submitted, all in flight at once on one client
+    stream to a hospital peer: each commits VALID where every node's chain says; the same
+    envelope again is a duplicate; garbage is a 400 and a node that is no gateway a 404, and
+    the stream (and the node) go on serving."""
+    subjects = [b"stream.%d" % i for i in range(12)]
+    signed = [_signed(cluster, "register", s, b"nurse", SECRET_HASH) for s in subjects]
+
+    async def run() -> tuple[list[CommitReceipt], CommitReceipt, StreamRefused, StreamRefused]:
+        client = StreamClient(api_url(cluster.entry("stmarys")), cluster.ctx)
+        ministry = StreamClient(api_url(cluster.entry("ministry")), cluster.ctx)
+        try:
+            prepared = await asyncio.gather(*(client.endorse(s) for s in signed))
+            envelopes = [_envelope(cluster, decode(p, Transaction)) for p in prepared]
+            receipts = await asyncio.gather(*(client.submit(e) for e in envelopes))
+            with pytest.raises(StreamRefused) as garbage:
+                await client.submit(b"\x92garbage")
+            again = await client.submit(envelopes[0])
+            with pytest.raises(StreamRefused) as not_a_gateway:
+                await ministry.endorse(signed[0])
+            return list(receipts), again, garbage.value, not_a_gateway.value
+        finally:
+            await client.close()
+            await ministry.close()
+
+    receipts, again, garbage, not_a_gateway = asyncio.run(run())
+    assert [r.code for r in receipts] == [ValidationCode.VALID] * len(subjects)
+    assert len({r.tx_id for r in receipts}) == len(subjects)
+    assert again.duplicate and (again.block, again.index) == (receipts[0].block, receipts[0].index)
+    assert garbage.status == 400 and "garbage" not in garbage.reason
+    assert not_a_gateway.status == 404
+    for node in sorted(cluster.nodes):
+        client = cluster.client(node)
+        deadline = time.monotonic() + 10
+        while client.chain_info()["height"] <= max(r.block for r in receipts):
+            assert time.monotonic() < deadline, f"{node} did not catch up"
+            time.sleep(0.05)
+        for receipt in receipts:
+            info = client.tx_info(receipt.tx_id.hex())
+            assert info is not None and (info["block"], info["index"], info["status"]) == (
+                receipt.block,
+                receipt.index,
+                "VALID",
+            ), node
+    assert cluster.client("stmarys").health()["serving"]
 
 
 def test_a_proposal_every_endorser_refuses_is_never_ordered(cluster: Cluster) -> None:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from protocol import limits
 from protocol.block import Block, BlockHeader, BlockMetadata, make_header
+from protocol.client_stream import KINDS, ClientAnswer, ClientRequest, CommitReceipt
 from protocol.codec import INT64_MIN, UINT64_MAX, encode
 from protocol.config import (
     ENDORSEMENT_RULES,
@@ -272,6 +273,27 @@ endorse_answers = st.builds(
     reply=short_bytes,
     refusal=st.text(max_size=40),
 )
+client_requests = st.builds(
+    ClientRequest,
+    request_id=st.integers(0, UINT64_MAX),
+    kind=st.sampled_from(KINDS),
+    body=short_bytes,
+)
+client_answers = st.builds(
+    ClientAnswer,
+    request_id=st.integers(0, UINT64_MAX),
+    status=st.integers(100, 599),
+    body=short_bytes,
+)
+commit_receipts = st.builds(
+    CommitReceipt,
+    tx_id=hashes,
+    block=st.integers(0, UINT64_MAX),
+    index=st.integers(0, limits.BLOCK_TXS_MAX),
+    duplicate=st.booleans(),
+    code=st.integers(0, 255),
+    reason=st.text(max_size=40),
+)
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -302,6 +324,9 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     EndorseRequest: endorse_requests,
     EndorseAnswer: endorse_answers,
     ChainPoint: chain_points,
+    ClientRequest: client_requests,
+    ClientAnswer: client_answers,
+    CommitReceipt: commit_receipts,
 }
 
 
