@@ -46,8 +46,8 @@ while ours is TLS; that is each system's default local setup.
 
 ``--api stream`` drives ours over its client stream instead (``/v1/stream``: one WebSocket
 per member shared by all clients, a frame each way per request). That is our counterpart of
-etcd's native gRPC streams, which cannot be driven from here without a gRPC client, so the
-default, which the targets are judged on, keeps both systems on keep-alive HTTP/1.1.
+etcd's native gRPC streams, which this script has no client for, so the default, which the
+targets are judged on, keeps both systems on keep-alive HTTP/1.1.
 
 Fairness of CPU. The load generators run as separate worker processes (this script with
 ``--worker``), started and connected before the clock starts, so their CPU is measured on its
