@@ -147,7 +147,9 @@ def test_bad_envelopes_get_clear_errors_and_the_node_keeps_serving(
             assert SENTINEL not in written.read_bytes(), f"payload leaked into {written}"
 
 
-def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster) -> None:
+@pytest.mark.parametrize("api", ["http", "stream"])
+def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster, api: str) -> None:
+    """Over HTTPS, and over client streams that break with each kill and are dialled again."""
     key, cert = cluster.admin()
     urls = [api_url(cluster.entry(n)) for n in sorted(cluster.nodes)]
     total = 2_000
@@ -166,6 +168,7 @@ def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster) -> N
                     total=total,
                     payload_bytes=256,
                     presigned=total // 2,  # the rest are signed on the fly
+                    api=api,
                 )
             )
         )
