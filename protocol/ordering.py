@@ -1,8 +1,9 @@
 """Messages between ordering-service members that are not Raft's own.
 
 A member that is not the leader forwards each envelope a client submitted to it with
-:class:`ForwardEnvelope`; the leader checks it again, cuts it into a block and the member
-answers its client once the block is applied locally. A Raft snapshot of the ordering
+:class:`ForwardEnvelope` once it has checked it; the leader cuts it into a block (validation
+checks it again on every member) and the member answers its client once the block is
+applied locally. A Raft snapshot of the ordering
 service is a :class:`ChainPoint`; a member catching up from one has the blocks streamed from a peer.
 A gateway asks the other endorsers for their endorsement with :class:`EndorseRequest` on the
 same streams, and each answers with :class:`EndorseAnswer`.

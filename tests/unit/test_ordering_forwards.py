@@ -1,0 +1,108 @@
+"""What a leader does with envelopes other members forward (``ForwardEnvelope``), driven
+in-process on a one-voter cluster: it orders them without verifying the creator's signature
+a second time, and validation, which checks it on every member, marks one that should have
+been refused invalid, so it writes nothing; bytes that are no envelope are refused and
+counted, and never ordered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from consensus.raft.core import Role
+from identity.keys import SigningKey
+from node.genesis import build_genesis
+from node.metrics import Metrics
+from node.ordering import OrderingNode
+from node.store import install_genesis
+from protocol import limits
+from protocol.block import ValidationCode, code_of
+from protocol.codec import encode
+from protocol.ordering import ForwardEnvelope
+from storage.memory import MemoryKV
+from storage.schema import open_store
+from tests.unit.endorsed_world import World, make_world
+
+ME, PEER = "riverside", "northgate"
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
+
+
+@pytest_asyncio.fixture
+async def leader(world: World) -> AsyncIterator[OrderingNode]:
+    stores = open_store(MemoryKV())
+    genesis = build_genesis(
+        world.config,
+        admin_key=world.creator_key,
+        admin_cert_der=world.creator,
+        signer_key=world.keys["ministry"],
+        signer_cert_der=world.cert("ministry"),
+        timestamp_ms=int(time.time() * 1000),
+        nonce=os.urandom(limits.NONCE_BYTES),
+    )
+    install_genesis(stores, genesis)
+    member = OrderingNode(
+        node_id=ME,
+        network=world.config,
+        stores=stores,
+        trust=world.trust,
+        key=world.keys[ME],
+        cert_der=world.cert(ME),
+        metrics=Metrics(),
+        bootstrap_voters=(ME,),
+    )
+    member.send = lambda msg: None
+    running = asyncio.create_task(member.run())
+    try:
+        for _ in range(100):  # the election timeout is 0.5-1 s of ticks
+            if member.role is Role.LEADER:
+                break
+            await asyncio.sleep(0.05)
+        assert member.role is Role.LEADER
+        yield member
+    finally:
+        member.stop()
+        await asyncio.wait_for(running, 5)
+
+
+async def _ordered(member: OrderingNode, count: int) -> list[int]:
+    """The validation codes of the first *count* transactions ordered after genesis."""
+    for _ in range(100):
+        codes = [
+            code_of(block, index)
+            for block in member.stores.blocks.iter_blocks(1)
+            for index in range(len(block.transactions))
+        ]
+        if len(codes) >= count:
+            return codes
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {len(codes)} of {count} transactions were ordered")
+
+
+@pytest.mark.asyncio
+async def test_a_forwarded_envelope_is_ordered_and_validation_judges_its_signature(
+    world: World, leader: OrderingNode
+) -> None:
+    signers = tuple(m.node_id for m in world.config.members if m.endorser)[:3]
+    honest = encode(world.envelope(world.transaction(signers)))
+    forged = encode(world.envelope(world.transaction(signers), key=SigningKey.generate()))
+    verified_before = leader.trust.signatures_verified
+
+    leader.on_message(PEER, ForwardEnvelope(sender=PEER, recipient=ME, envelope=forged))
+    leader.on_message(PEER, ForwardEnvelope(sender=PEER, recipient=ME, envelope=honest))
+    leader.on_message(PEER, ForwardEnvelope(sender=PEER, recipient=ME, envelope=b"\x92garbage"))
+
+    assert await _ordered(leader, 2) == [ValidationCode.BAD_CREATOR, ValidationCode.VALID]
+    # Verified once each, in validation: both creators' signatures (the forged one failing,
+    # so its endorsements were never looked at) and the honest one's 3 endorsements.
+    assert leader.trust.signatures_verified - verified_before == 5
+    assert leader.metrics.value("ordering_forward_refused") == 1
+    assert leader.state_info("registry", b"k") is not None  # the honest write, only
