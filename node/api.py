@@ -177,23 +177,18 @@ async def endorse(request: web.Request) -> web.Response:
 
 async def gateway_endorse(request: web.Request) -> web.Response:
     """Fan a signed proposal out to the endorsers; the prepared Transaction (msgpack)."""
-    gateway = request.app.get(GATEWAY_KEY)
-    if gateway is None or not gateway.serving():
-        return _error(404, _NOT_A_GATEWAY)
-    status, outcome = await endorse_outcome(gateway, await request.read())
+    raw = await request.read()  # bounded by the app's client_max_size
+    status, outcome = await endorse_outcome(request.app.get(GATEWAY_KEY), raw)
     if isinstance(outcome, str):
         return _error(status, outcome)
     return web.Response(body=outcome, content_type="application/msgpack")
-
-
-_NOT_A_GATEWAY = "this node is not a gateway"
 
 
 async def endorse_outcome(gateway: Gateway | None, raw: bytes) -> tuple[int, bytes | str]:
     """What asking the gateway to endorse *raw* comes to, for HTTPS and the client stream
     alike: (200, the prepared Transaction) or (an HTTP status, the one-line reason)."""
     if gateway is None or not gateway.serving():
-        return 404, _NOT_A_GATEWAY
+        return 404, "this node is not a gateway"
     if len(raw) > limits.ENVELOPE_BYTES_MAX:
         return 413, f"proposal over the limit of {limits.ENVELOPE_BYTES_MAX} bytes"
     try:
