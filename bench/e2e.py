@@ -37,7 +37,8 @@ and the limit of this machine's cores if signatures were all they did::
 
 printed with the ratio of the measured throughput to it, and the CPU (cluster plus load
 generator) each committed transaction took next to what its signatures alone take. The
-nodes run as configured (every block and its state changes in one synced LevelDB batch);
+nodes run as configured (every block and its state changes in one LevelDB batch, synced with
+the Raft entries it shares the batch with or, for a block committed alone, within a tick);
 that every signature was checked shows in V: checking each signature once on every node
 that did not make it (a node remembers its own endorsement as verified) takes at least
 5 envelope checks + q=3 endorsements x 4 other nodes + 4 proposal checks by the endorsers

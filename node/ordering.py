@@ -74,6 +74,7 @@ from protocol.raft import (
     RaftSnapshot,
 )
 from protocol.transaction import Endorsement, EndorseReply, ProposalResponse, SignedProposal
+from storage.kv import WriteBatch
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -91,6 +92,9 @@ SUBMIT_TIMEOUT_S = 10.0
 WAITERS_MAX = 20_000
 # A member removed from the configuration stops at most this long after applying it (30 s).
 REMOVED_GRACE_TICKS = 600
+# How long a committed block written without a sync of its own may wait for one (see
+# OrderingNode._write_ready): the next tick syncs it if no other synced write did.
+BLOCK_SYNC_DELAY_TICKS = 1
 
 
 # A Ready, its validated blocks and its messages that must follow the write.
@@ -212,6 +216,10 @@ class OrderingNode:
         # Leader: Raft indexes of the blocks it proposed in this term, not yet known committed.
         self._in_flight: deque[int] = deque()
         self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
+        # What the block batches written since the last synced one put and deleted, in order
+        # (see _write_ready), and how many ticks the oldest of them has waited for its sync.
+        self._unsynced_blocks: list[tuple[bytes, bytes | None]] = []
+        self._unsynced_ticks: int | None = None
         self.role = Role.FOLLOWER
         self.leader = ""
         stored = stores.raft_log.snapshot()
@@ -386,6 +394,7 @@ class OrderingNode:
                 break
             if ticked:
                 self._expire_waiters(now)
+                self._sync_waiting_blocks()
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
             if self.role is Role.LEADER:
@@ -400,6 +409,8 @@ class OrderingNode:
                 self._drain()
             self._maybe_compact()
         self._finish_pending_write()  # never leave an answered block unwritten
+        if self._write_failure is None:
+            self._sync_blocks()
         if self._write_failure is not None:
             raise self._write_failure
 
@@ -458,6 +469,7 @@ class OrderingNode:
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.role, rd.soft_state.leader)
         if rd.snapshot is not None:
+            self._sync_blocks()  # the chain it extends must be on disk first
             await self._install_snapshot(rd)
         self._persist_send_apply(rd, answer_first=False)
 
@@ -527,12 +539,30 @@ class OrderingNode:
 
     def _write_ready(self, rd: Ready, blocks: list[ValidatedBlock]) -> None:
         """One batch: *rd*'s hard state and entries, and the committed *blocks* with their
-        writes; synced when Raft needs it or when it holds a block."""
+        writes; synced when Raft needs it or when it holds a block that must be.
+
+        A block that changes no configuration needs no sync of its own: its Raft entry is
+        already synced here and on a majority, so a node that loses the block's write
+        applies the entry again when it restarts. Under load a block shares its batch with
+        new entries, which Raft syncs anyway; a lone client's block comes in a batch of its
+        own, and syncing it cost each member a second fsync per request. Such a block is
+        written at once (reads see it) and its writes are written again, synced, in the
+        next synced batch, or by the next tick (:data:`BLOCK_SYNC_DELAY_TICKS`). Every
+        batch that holds blocks holds all blocks written since the last sync: LevelDB may
+        lose an unsynced write in a log file it has rotated away from while keeping a later
+        one, and this way a crash can only lose a suffix of the chain, never leave a gap.
+        """
         hard = rd.hard_state
         if hard is None and not rd.entries and not blocks:
             return
         raft_log = self.stores.raft_log
-        sync = rd.must_sync or bool(blocks)
+        deferred = (
+            bool(blocks)
+            and not rd.must_sync
+            and rd.snapshot is None
+            and all(v.config is self.network for v in blocks)
+        )
+        sync = rd.must_sync or (bool(blocks) and not deferred)
         self.metrics.inc("ordering_synced_writes" if sync else "ordering_unsynced_writes")
         with self.validator.writing(), self.stores.kv.batch(sync=sync) as batch:
             last = raft_log.stage(
@@ -540,11 +570,40 @@ class OrderingNode:
                 [LogEntry(e.index, e.term, e.data) for e in rd.entries],
                 batch,
             )
+            if sync or blocks:
+                _replay(self._unsynced_blocks, batch)
+            staged = _RecordingBatch(batch)
             for v in blocks:
-                self.stores.stage_block(v.block, v.writes, batch, v.tx_ids)
+                self.stores.stage_block(v.block, v.writes, staged, v.tx_ids)
         raft_log.note_saved(last)
         for v in blocks:
             self.stores.blocks.note_committed(v.block)
+        if sync:
+            self._unsynced_blocks.clear()
+            self._unsynced_ticks = None
+        elif blocks:
+            self._unsynced_blocks.extend(staged.ops)
+            if self._unsynced_ticks is None:
+                self._unsynced_ticks = 0
+
+    def _sync_waiting_blocks(self) -> None:
+        """On each tick: sync the blocks written without a sync once they have waited
+        :data:`BLOCK_SYNC_DELAY_TICKS` (unless a write is pending: it will sync them)."""
+        if self._unsynced_ticks is None or self._write_pending:
+            return
+        self._unsynced_ticks += 1
+        if self._unsynced_ticks >= BLOCK_SYNC_DELAY_TICKS:
+            self._sync_blocks()
+
+    def _sync_blocks(self) -> None:
+        """Write the blocks written since the last sync again, synced."""
+        if not self._unsynced_blocks:
+            return
+        with self.stores.kv.batch(sync=True) as batch:
+            _replay(self._unsynced_blocks, batch)
+        self.metrics.inc("ordering_block_syncs")
+        self._unsynced_blocks.clear()
+        self._unsynced_ticks = None
 
     async def _install_snapshot(self, rd: Ready) -> None:
         """Bring the chain up to the snapshot's point, then persist the snapshot.
@@ -579,6 +638,7 @@ class OrderingNode:
             self.tuning.snapshot_interval_entries + self.tuning.snapshot_catchup_entries
         ):
             return
+        self._sync_blocks()  # the entries about to go must not be a lost block's only copy
         target = applied - self.tuning.snapshot_catchup_entries
         point = None
         for entry_index, height, tip in self._points:
@@ -783,6 +843,7 @@ class OrderingNode:
         then follow any configuration change it made. Returns the tx ids."""
         validated = self.validator.validate(block, self.network)
         self.metrics.inc("validation_blocks")
+        self._sync_blocks()  # the chain this block extends must be on disk before it
         with self.validator.writing():
             self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
         if validated.config is not self.network:
@@ -945,3 +1006,28 @@ class OrderingNode:
 
     def metrics_snapshot(self) -> dict[str, int]:
         return {**self.metrics.snapshot(), "signatures_verified": self.trust.signatures_verified}
+
+
+class _RecordingBatch:
+    """Passes writes on to a batch and keeps them, to write them again later."""
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self._batch = batch
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._batch.put(key, value)
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._batch.delete(key)
+        self.ops.append((key, None))
+
+
+def _replay(ops: list[tuple[bytes, bytes | None]], batch: WriteBatch) -> None:
+    """Write *ops* (puts, and deletes as None) into *batch*, in order."""
+    for key, value in ops:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
