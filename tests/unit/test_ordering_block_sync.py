@@ -1,7 +1,8 @@
 """When a member syncs the blocks it commits, driven in-process on a follower: a block whose
 commit arrives without new entries is written at once without a sync of its own, and its
 writes are written again in the next synced batch (so no batch that survives a crash can
-hold a block without the ones before it), or by the next tick when no synced write comes."""
+hold a block without the ones before it), or by the next tick when no synced write comes; a
+block over the size limit is synced at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+import node.ordering
 from node.envelopes import opaque_envelope
 from node.metrics import Metrics
 from node.ordering import OrderingNode
@@ -181,3 +183,18 @@ async def test_a_block_no_synced_write_follows_is_synced_by_the_next_tick(world:
     finally:
         member.stop()
         await asyncio.wait_for(running, 5)
+
+
+@pytest.mark.asyncio
+async def test_a_block_over_the_size_limit_is_synced_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node.ordering, "BLOCK_SYNC_DEFER_BYTES_MAX", 100)  # under one envelope
+    kv = BatchLog()
+    member = _follower(world, kv)
+    _append(member, 1, 0, _block(0, GENESIS_PREVIOUS_HASH, world))
+    _append(member, 1, 1, None)
+    await _settled()
+    sync, keys = kv.batches[-1]
+    assert sync and schema.block_key(0) in keys
+    assert member.metrics.value("ordering_unsynced_writes") == 0
