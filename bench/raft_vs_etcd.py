@@ -316,7 +316,12 @@ class Worker:
             if readable:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
-                    raise RuntimeError(f"load generator pid {self.pid} exited")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.proc.wait(timeout=5)
+                    raise RuntimeError(
+                        f"load generator pid {self.pid} exited (code {self.proc.returncode};"
+                        " negative: killed by that signal)"
+                    )
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
