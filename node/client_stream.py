@@ -217,7 +217,8 @@ class StreamClient:
 
     async def request(self, kind: str, body: bytes) -> tuple[int, bytes]:
         """Send one request; its (status, body). ConnectionError if the stream breaks first."""
-        await self.connect()
+        if not self.open:
+            await self.connect()
         ws = self._ws
         assert ws is not None
         rid = next(self._ids)

@@ -74,7 +74,7 @@ from protocol.raft import (
     RaftSnapshot,
 )
 from protocol.transaction import Endorsement, EndorseReply, ProposalResponse, SignedProposal
-from storage.kv import WriteBatch
+from storage.kv import RecordingBatch, Write, replay
 from storage.ledger import Stores
 from storage.raftlog import HardState as StoredHardState
 from storage.raftlog import LogEntry, SnapshotMeta
@@ -92,9 +92,6 @@ SUBMIT_TIMEOUT_S = 10.0
 WAITERS_MAX = 20_000
 # A member removed from the configuration stops at most this long after applying it (30 s).
 REMOVED_GRACE_TICKS = 600
-# How long a committed block written without a sync of its own may wait for one (see
-# OrderingNode._write_ready): the next tick syncs it if no other synced write did.
-BLOCK_SYNC_DELAY_TICKS = 1
 # Only blocks this small wait for a later sync: the fsync saved is a fixed cost, while
 # writing the block again costs its bytes (at 64 clients, where blocks hold 20-30 KB,
 # deferring cost 6-8% more CPU per envelope; a lone client's block holds one).
@@ -221,9 +218,8 @@ class OrderingNode:
         self._in_flight: deque[int] = deque()
         self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
         # What the block batches written since the last synced one put and deleted, in order
-        # (see _write_ready), and how many ticks the oldest of them has waited for its sync.
-        self._unsynced_blocks: list[tuple[bytes, bytes | None]] = []
-        self._unsynced_ticks: int | None = None
+        # (see _write_ready); the next tick syncs them if no other synced write did.
+        self._unsynced_blocks: list[Write] = []
         self.role = Role.FOLLOWER
         self.leader = ""
         stored = stores.raft_log.snapshot()
@@ -398,7 +394,8 @@ class OrderingNode:
                 break
             if ticked:
                 self._expire_waiters(now)
-                self._sync_waiting_blocks()
+                if not self._write_pending:  # else that write syncs them
+                    self._sync_blocks()
             if ticked and self.role is Role.LEADER:
                 self._report_unreachable()
             if self.role is Role.LEADER:
@@ -413,10 +410,9 @@ class OrderingNode:
                 self._drain()
             self._maybe_compact()
         self._finish_pending_write()  # never leave an answered block unwritten
-        if self._write_failure is None:
-            self._sync_blocks()
         if self._write_failure is not None:
             raise self._write_failure
+        self._sync_blocks()
 
     def _drain(self) -> None:
         """Cut blocks and handle every Ready that needs no waiting, now.
@@ -550,12 +546,12 @@ class OrderingNode:
         so a node that loses the block's write applies the entry again when it restarts.
         Under load a block shares its batch with new entries, which Raft syncs anyway; a
         lone client's block comes in a batch of its own, and syncing it cost each member a
-        second fsync per request. Such a block is
-        written at once (reads see it) and its writes are written again, synced, in the
-        next synced batch, or by the next tick (:data:`BLOCK_SYNC_DELAY_TICKS`). Every
-        batch that holds blocks holds all blocks written since the last sync: LevelDB may
-        lose an unsynced write in a log file it has rotated away from while keeping a later
-        one, and this way a crash can only lose a suffix of the chain, never leave a gap.
+        second fsync per request. Such a block is written at once (reads see it) and its
+        writes are written again, synced, in the next synced batch, or by the next tick.
+        Every batch that holds blocks holds all blocks written since the last sync: LevelDB
+        may lose an unsynced write in a log file it has rotated away from while keeping a
+        later one, and this way a crash can only lose a suffix of the chain, never leave a
+        gap.
         """
         hard = rd.hard_state
         if hard is None and not rd.entries and not blocks:
@@ -578,8 +574,8 @@ class OrderingNode:
                 batch,
             )
             if sync or blocks:
-                _replay(self._unsynced_blocks, batch)
-            staged = _RecordingBatch(batch) if deferred else None
+                replay(self._unsynced_blocks, batch)
+            staged = RecordingBatch(batch) if deferred else None
             for v in blocks:
                 self.stores.stage_block(v.block, v.writes, staged or batch, v.tx_ids)
         raft_log.note_saved(last)
@@ -587,30 +583,17 @@ class OrderingNode:
             self.stores.blocks.note_committed(v.block)
         if sync:
             self._unsynced_blocks.clear()
-            self._unsynced_ticks = None
         elif staged is not None:
             self._unsynced_blocks.extend(staged.ops)
-            if self._unsynced_ticks is None:
-                self._unsynced_ticks = 0
-
-    def _sync_waiting_blocks(self) -> None:
-        """On each tick: sync the blocks written without a sync once they have waited
-        :data:`BLOCK_SYNC_DELAY_TICKS` (unless a write is pending: it will sync them)."""
-        if self._unsynced_ticks is None or self._write_pending:
-            return
-        self._unsynced_ticks += 1
-        if self._unsynced_ticks >= BLOCK_SYNC_DELAY_TICKS:
-            self._sync_blocks()
 
     def _sync_blocks(self) -> None:
         """Write the blocks written since the last sync again, synced."""
         if not self._unsynced_blocks:
             return
         with self.stores.kv.batch(sync=True) as batch:
-            _replay(self._unsynced_blocks, batch)
+            replay(self._unsynced_blocks, batch)
         self.metrics.inc("ordering_block_syncs")
         self._unsynced_blocks.clear()
-        self._unsynced_ticks = None
 
     async def _install_snapshot(self, rd: Ready) -> None:
         """Bring the chain up to the snapshot's point, then persist the snapshot.
@@ -1013,28 +996,3 @@ class OrderingNode:
 
     def metrics_snapshot(self) -> dict[str, int]:
         return {**self.metrics.snapshot(), "signatures_verified": self.trust.signatures_verified}
-
-
-class _RecordingBatch:
-    """Passes writes on to a batch and keeps them, to write them again later."""
-
-    def __init__(self, batch: WriteBatch) -> None:
-        self._batch = batch
-        self.ops: list[tuple[bytes, bytes | None]] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._batch.put(key, value)
-        self.ops.append((key, value))
-
-    def delete(self, key: bytes) -> None:
-        self._batch.delete(key)
-        self.ops.append((key, None))
-
-
-def _replay(ops: list[tuple[bytes, bytes | None]], batch: WriteBatch) -> None:
-    """Write *ops* (puts, and deletes as None) into *batch*, in order."""
-    for key, value in ops:
-        if value is None:
-            batch.delete(key)
-        else:
-            batch.put(key, value)

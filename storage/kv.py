@@ -53,6 +53,37 @@ class KV(Protocol):
     def close(self) -> None: ...
 
 
+# A recorded write: a put (key, value) or a delete (key, None).
+Write = tuple[bytes, bytes | None]
+
+
+class RecordingBatch:
+    """Passes writes on to *batch* and keeps them in ``ops``, to be written again later
+    (:func:`replay`)."""
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self._batch = batch
+        self.ops: list[Write] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._batch.put(key, value)
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._batch.delete(key)
+        self.ops.append((key, None))
+
+
+def replay(ops: list[Write], target: WriteBatch) -> None:
+    """Write recorded *ops* into *target* (a batch, or anything with put and delete), in
+    order."""
+    for key, value in ops:
+        if value is None:
+            target.delete(key)
+        else:
+            target.put(key, value)
+
+
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
     """The smallest key greater than every key with *prefix* (None: no such key)."""
     trimmed = prefix.rstrip(b"\xff")

@@ -29,6 +29,7 @@ from node.validator import ValidatedBlock
 from protocol.codec import decode, encode
 from protocol.ordering import ChainPoint
 from protocol.raft import ENTRY_NORMAL, InstallSnapshot, RaftEntry, RaftMessage, RaftSnapshot
+from storage.kv import RecordingBatch, Write, replay
 from storage.memory import MemoryKV
 from storage.raftlog import HardState, LogEntry, RaftLogStore, SnapshotMeta
 from tests.sim.ledger import LedgerWorld, SimLedger
@@ -43,7 +44,7 @@ class VolatileKV:
     def __init__(self) -> None:
         self.durable = MemoryKV()
         self.live = MemoryKV()
-        self.unsynced: list[tuple[bytes, bytes | None]] = []
+        self.unsynced: list[Write] = []
 
     def get(self, key: bytes) -> bytes | None:
         return self.live.get(key)
@@ -59,9 +60,9 @@ class VolatileKV:
         return self.live.iterate(prefix, start=start, stop=stop, reverse=reverse)
 
     @contextmanager
-    def batch(self, *, sync: bool = True) -> Iterator[_RecordingBatch]:
+    def batch(self, *, sync: bool = True) -> Iterator[RecordingBatch]:
         with self.live.batch(sync=sync) as inner:
-            recording = _RecordingBatch(inner)
+            recording = RecordingBatch(inner)
             yield recording
         self._record(recording.ops, sync)
 
@@ -76,14 +77,10 @@ class VolatileKV:
     def close(self) -> None:
         self.live.close()
 
-    def _record(self, ops: list[tuple[bytes, bytes | None]], sync: bool) -> None:
+    def _record(self, ops: list[Write], sync: bool) -> None:
         self.unsynced.extend(ops)
         if sync:
-            for key, value in self.unsynced:
-                if value is None:
-                    self.durable.delete(key)
-                else:
-                    self.durable.put(key, value)
+            replay(self.unsynced, self.durable)
             self.unsynced = []
 
     def crash(self) -> int:
@@ -94,20 +91,6 @@ class VolatileKV:
         for key, value in self.durable.iterate():
             self.live.put(key, value)
         return lost
-
-
-class _RecordingBatch:
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.ops: list[tuple[bytes, bytes | None]] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.inner.put(key, value)  # type: ignore[attr-defined]
-        self.ops.append((key, value))
-
-    def delete(self, key: bytes) -> None:
-        self.inner.delete(key)  # type: ignore[attr-defined]
-        self.ops.append((key, None))
 
 
 def chain_digest(digest: bytes, entry: RaftEntry) -> bytes:

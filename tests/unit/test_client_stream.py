@@ -21,6 +21,7 @@ from node.client_stream import ClientStreamServer, StreamClient, StreamRefused
 from node.metrics import Metrics
 from protocol.client_stream import ClientAnswer, ClientRequest
 from protocol.codec import decode, encode
+from tests.unit.loopback import serving
 
 SENTINEL = b"PATIENT Jane Q. Doe NID 850101-1234567"
 
@@ -62,15 +63,8 @@ async def served() -> AsyncIterator[Served]:
     server = ClientStreamServer({"echo": fake.echo, "hold": fake.hold, "boom": fake.boom}, metrics)
     app = web.Application()
     server.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Served(fake, metrics, f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield Served(fake, metrics, url)
 
 
 async def _raw(served: Served) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:

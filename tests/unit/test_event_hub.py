@@ -19,6 +19,7 @@ from node.events import EventHub
 from storage.memory import MemoryKV
 from storage.schema import open_store
 from tests.contract.blocks_factory import ChainBuilder
+from tests.unit.loopback import serving
 
 
 class Served:
@@ -37,15 +38,8 @@ async def served() -> AsyncIterator[Served]:
     hub = EventHub(stores.blocks)
     app = web.Application()
     app.router.add_get("/v1/events", hub.serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Served(hub, ChainBuilder(random.Random(5)), f"http://127.0.0.1:{port}/v1/events")
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield Served(hub, ChainBuilder(random.Random(5)), url + "/v1/events")
 
 
 async def _numbers(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[int]:

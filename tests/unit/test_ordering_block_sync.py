@@ -21,6 +21,7 @@ from protocol.block import GENESIS_PREVIOUS_HASH, Block, BlockMetadata, make_hea
 from protocol.codec import encode
 from protocol.raft import ENTRY_NORMAL, AppendEntries, Heartbeat, RaftEntry
 from storage import schema
+from storage.kv import RecordingBatch
 from storage.memory import MemoryKV
 from storage.schema import open_store
 from tests.unit.endorsed_world import World, make_world
@@ -29,31 +30,18 @@ ME, LEADER = "riverside", "northgate"
 
 
 class BatchLog(MemoryKV):
-    """A MemoryKV that remembers each batch's writes and whether it was synced."""
+    """A MemoryKV that remembers each batch's keys and whether it was synced."""
 
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[tuple[bool, set[bytes]]] = []
 
     @contextmanager
-    def batch(self, *, sync: bool = True) -> Iterator[object]:  # type: ignore[override]
+    def batch(self, *, sync: bool = True) -> Iterator[RecordingBatch]:  # type: ignore[override]
         with super().batch(sync=sync) as inner:
-            keys: set[bytes] = set()
-            yield _Keys(inner, keys)
-        self.batches.append((sync, keys))
-
-
-class _Keys:
-    def __init__(self, inner: object, keys: set[bytes]) -> None:
-        self._inner, self._keys = inner, keys
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._inner.put(key, value)  # type: ignore[attr-defined]
-        self._keys.add(key)
-
-    def delete(self, key: bytes) -> None:
-        self._inner.delete(key)  # type: ignore[attr-defined]
-        self._keys.add(key)
+            recording = RecordingBatch(inner)
+            yield recording
+        self.batches.append((sync, {key for key, _ in recording.ops}))
 
 
 @pytest.fixture(scope="module")
