@@ -76,7 +76,7 @@ def envelope_of_about(size_bytes: int) -> Envelope:
     tx = Transaction(
         proposal=proposal,
         response=response,
-        endorsements=(Endorsement(endorser=cert[:8], signature=os.urandom(70)),),
+        endorsements=(Endorsement(cert_hash=os.urandom(32), signature=os.urandom(70)),),
     )
     return Envelope(transaction=tx, signature=os.urandom(70))
 

@@ -13,10 +13,11 @@ import click
 from cli.cluster import json_option, network_option, pick_node
 from cli.errors import fail
 from node.client import NodeClient, network_ssl_context
-from node.ledger_view import describe_block
+from node.ledger_view import describe_block, endorser_names
 from node.supervisor import api_url
 from protocol.block import Block
 from protocol.codec import decode
+from protocol.config import NetworkConfig
 from protocol.errors import MedledgerError
 
 node_option = click.option("--node", default=None, help="Ask this node (default: the first).")
@@ -54,7 +55,8 @@ def block_show(network: Path, number: int, node: str | None, as_json: bool) -> N
         raw = client.block_bytes(number)
         if raw is None:
             fail(f"{node_id} has no block {number}")
-        info = describe_block(decode(raw, Block))
+        names = endorser_names(decode(client.config_bytes(), NetworkConfig))
+        info = describe_block(decode(raw, Block), names)
     except MedledgerError as e:
         fail(str(e))
     if as_json:

@@ -29,6 +29,7 @@ from identity.validate import Purpose, TrustStore
 from protocol.codec import encode
 from protocol.config import MemberConfig, NetworkConfig
 from protocol.errors import LocalError, RemoteError
+from protocol.hashing import sha256
 from protocol.transaction import Endorsement, Transaction, proposal_hash
 
 
@@ -47,6 +48,22 @@ def quorum_size(endorsers: int) -> int:
 def endorsing_members(config: NetworkConfig) -> tuple[MemberConfig, ...]:
     """The members that endorse under *config*, in configuration order."""
     return tuple(m for m in config.members if m.endorser)
+
+
+def endorsers_by_cert_hash(config: NetworkConfig) -> dict[bytes, MemberConfig]:
+    """The endorsing members of *config* by the SHA-256 of their node certificate (what an
+    :class:`Endorsement` names its endorser by). Remembered for the last configuration asked
+    about: every transaction of every block asks, and configurations change rarely."""
+    global _last_by_cert_hash  # noqa: PLW0603 - a one-entry cache, replaced whole
+    last = _last_by_cert_hash
+    if last is not None and last[0] is config:
+        return last[1]
+    members = {sha256(m.node_cert): m for m in endorsing_members(config)}
+    _last_by_cert_hash = (config, members)
+    return members
+
+
+_last_by_cert_hash: tuple[NetworkConfig, dict[bytes, MemberConfig]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +118,17 @@ def gather(replies: Iterable[Reply], endorsers: Collection[str]) -> QuorumOutcom
 
 def check_endorsement(
     endorsement: Endorsement,
+    member: MemberConfig,
     response: bytes,
     trust: TrustStore,
     *,
     at: datetime,
     revoked: frozenset[int] = frozenset(),
 ) -> None:
-    """RemoteError unless *endorsement*'s certificate validates at *at*, is not in
-    *revoked*, and its signature covers the canonical *response* bytes. (Whether that
-    certificate is an endorsing member's is the caller's question.)"""
-    identity = trust.validate(endorsement.endorser, at=at, revoked=revoked, purpose=Purpose.SIGNING)
+    """RemoteError unless *member*'s node certificate validates at *at* and is not in
+    *revoked*, and *endorsement*'s signature by it covers the canonical *response* bytes.
+    (That the endorsement names *member*, by its certificate hash, is the caller's question.)"""
+    identity = trust.validate(member.node_cert, at=at, revoked=revoked, purpose=Purpose.SIGNING)
     trust.verify_signature(identity, response, endorsement.signature)
 
 
@@ -125,15 +143,15 @@ def endorsement_problem(
     """Why *tx* lacks an endorsement quorum under *config* (None when it has one).
 
     The response must answer this proposal; each counted endorsement must come from a
-    distinct endorsing member (its certificate byte-identical to the member's node
-    certificate in *config*), that certificate must validate at *at* and not be in
-    *revoked*, and its signature must verify over the canonical response bytes. Endorsements
+    distinct endorsing member (named by the hash of its node certificate in *config*), that
+    certificate must validate at *at* and not be in *revoked*, and its signature must verify
+    over the canonical response bytes. Endorsements
     that fail any of this are not counted; too few counted is the problem, named with why
     the first uncounted one failed.
     """
     if tx.response.proposal_hash != proposal_hash(tx.proposal):
         return "the response answers another proposal"
-    members = {m.node_cert: m for m in endorsing_members(config)}
+    members = endorsers_by_cert_hash(config)
     if not members:
         return "the network has no endorsers"
     needed = quorum_size(len(members))
@@ -141,7 +159,7 @@ def endorsement_problem(
     counted: set[str] = set()
     first_failure = None
     for endorsement in tx.endorsements:
-        member = members.get(endorsement.endorser)
+        member = members.get(endorsement.cert_hash)
         failure = None
         if member is None:
             failure = "an endorsement is not from an endorsing member"
@@ -149,7 +167,7 @@ def endorsement_problem(
             failure = f"{member.node_id} endorsed twice"
         else:
             try:
-                check_endorsement(endorsement, signed, trust, at=at, revoked=revoked)
+                check_endorsement(endorsement, member, signed, trust, at=at, revoked=revoked)
             except RemoteError as e:
                 failure = f"endorsement by {member.node_id}: {e}"
         if failure is None:

@@ -32,6 +32,7 @@ from node.endorse_link import EndorseLink
 from node.events import EventHub
 from node.gateway import Gateway
 from node.genesis import CONFIG_KEY, CONFIG_NAMESPACE, genesis_envelope
+from node.ledger_view import endorser_names
 from node.logs import event, setup_logging
 from node.metrics import Metrics
 from node.ordering import OrderingNode
@@ -227,7 +228,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         revoked=revoked,
         link=link,
     )
-    events = EventHub(stores.blocks)
+    events = EventHub(stores.blocks, lambda: endorser_names(ordering.network))
     checked_revocations = ordering.validator.revoked
 
     def on_block(block: Block) -> None:

@@ -38,6 +38,7 @@ from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.config import NetworkConfig
 from protocol.errors import FieldError, RemoteError
+from protocol.hashing import sha256
 from protocol.transaction import Endorsement, ProposalResponse, SignedProposal, proposal_hash
 
 
@@ -138,4 +139,4 @@ def endorse(
     if sim.status != 200:
         return EndorserOutcome(response, None)
     signature = trust.signatures.sign(key, encode(response))
-    return EndorserOutcome(response, Endorsement(endorser=cert_der, signature=signature))
+    return EndorserOutcome(response, Endorsement(cert_hash=sha256(cert_der), signature=signature))

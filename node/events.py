@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -33,12 +34,13 @@ LISTENERS_MAX = 256
 ENCODED_BLOCKS_KEPT = 64
 
 
-def block_message(block: Block) -> dict[str, Any]:
-    """The event message of one committed block."""
+def block_message(block: Block, endorsers: Mapping[bytes, str] | None = None) -> dict[str, Any]:
+    """The event message of one committed block (endorsers named as ``describe_tx`` does)."""
     return {
         "block": block.number,
         "transactions": [
-            describe_tx(block, index, with_events=True) for index in range(len(block.transactions))
+            describe_tx(block, index, with_events=True, endorsers=endorsers)
+            for index in range(len(block.transactions))
         ],
     }
 
@@ -52,8 +54,11 @@ class _Listener:
 class EventHub:
     """Fans committed blocks out to the WebSocket listeners of this node."""
 
-    def __init__(self, blocks: BlockStore) -> None:
+    def __init__(
+        self, blocks: BlockStore, endorsers: Callable[[], Mapping[bytes, str]] = dict
+    ) -> None:
         self.blocks = blocks
+        self._endorsers = endorsers  # node ids by certificate hash, under the current config
         self._listeners: set[_Listener] = set()
         # The JSON of the latest blocks sent, so listeners in step share one encoding.
         self._encoded: OrderedDict[int, str] = OrderedDict()
@@ -61,7 +66,7 @@ class EventHub:
     def _json(self, block: Block) -> str:
         text = self._encoded.get(block.number)
         if text is None:
-            text = self._encoded[block.number] = json.dumps(block_message(block))
+            text = self._encoded[block.number] = json.dumps(block_message(block, self._endorsers()))
             if len(self._encoded) > ENCODED_BLOCKS_KEPT:
                 self._encoded.popitem(last=False)
         return text

@@ -3,7 +3,7 @@
 Any hospital peer is a gateway. It sends the proposal to every endorsing member at once
 (itself directly, the others over the peer streams (:mod:`node.endorse_link`), or their
 ``POST /v1/endorse`` over TLS while no stream is up), each with a deadline, checks
-each reply (the endorsement must be the member's own certificate and verify over the
+each reply (the endorsement must name the member's own certificate and verify over the
 response bytes), and lets :func:`consensus.endorse.gather` pick the response q endorsers
 signed byte for byte. Endorsers that diverged are logged by node id and counted
 (``gateway_diverging_endorsers``). The answer is the prepared
@@ -26,7 +26,13 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from consensus.endorse import Reply, check_endorsement, endorsing_members, gather
+from consensus.endorse import (
+    Reply,
+    check_endorsement,
+    endorsers_by_cert_hash,
+    endorsing_members,
+    gather,
+)
 from identity.validate import TrustStore
 from node.endorse_link import EndorseLink, EndorserGone
 from node.endorser import run_endorsement
@@ -177,11 +183,17 @@ class Gateway:
         if len(answer.endorsements) != 1:
             return False
         endorsement = answer.endorsements[0]
-        if endorsement.endorser != member.node_cert:
+        named = endorsers_by_cert_hash(self._network()).get(endorsement.cert_hash)
+        if named is None or named.node_id != member.node_id:
             return False
         try:
             check_endorsement(
-                endorsement, response, self._trust(), at=datetime.now(UTC), revoked=self._revoked()
+                endorsement,
+                member,
+                response,
+                self._trust(),
+                at=datetime.now(UTC),
+                revoked=self._revoked(),
             )
         except RemoteError:
             return False

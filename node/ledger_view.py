@@ -10,12 +10,14 @@ only). A state entry is shown with its value: that is what ``state get`` asks fo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
+from consensus.endorse import endorsers_by_cert_hash
 from identity.certs import cert_from_der
 from identity.validate import subject_fields
 from protocol.block import Block, ValidationCode, code_meaning, code_name, code_of, decode_tx
-from protocol.config import ConfigEnvelope
+from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import RemoteError
 from storage.state import WorldState
 
@@ -29,9 +31,23 @@ def who(cert_der: bytes) -> dict[str, str]:
     return {"org": fields.org_id, "role": fields.role, "subject": fields.subject_id}
 
 
-def describe_tx(block: Block, index: int, *, with_events: bool = False) -> dict[str, Any]:
+def endorser_names(config: NetworkConfig) -> dict[bytes, str]:
+    """The node id of each endorsing member of *config*, by the hash of its node certificate
+    (how an endorsement names its endorser)."""
+    return {cert_hash: m.node_id for cert_hash, m in endorsers_by_cert_hash(config).items()}
+
+
+def describe_tx(
+    block: Block,
+    index: int,
+    *,
+    with_events: bool = False,
+    endorsers: Mapping[bytes, str] | None = None,
+) -> dict[str, Any]:
     """Transaction *index* of *block*, with its validation code (and, *with_events*, the
-    contract events a valid one emitted: name and payload hex)."""
+    contract events a valid one emitted: name and payload hex). Endorsers are named by node
+    id where *endorsers* (:func:`endorser_names`) knows their certificate hash, otherwise by
+    that hash in hex."""
     tx = decode_tx(block.transactions[index])
     code = code_of(block, index)
     out: dict[str, Any] = {
@@ -55,6 +71,7 @@ def describe_tx(block: Block, index: int, *, with_events: bool = False) -> dict[
         return out
     transaction = tx.transaction
     proposal = transaction.proposal
+    names = endorsers or {}
     rw_set = transaction.response.rw_set
     out.update(
         kind="invoke",
@@ -63,7 +80,7 @@ def describe_tx(block: Block, index: int, *, with_events: bool = False) -> dict[
         args=[len(a) for a in proposal.args],  # sizes only
         creator=who(proposal.creator),
         timestamp_ms=proposal.timestamp_ms,
-        endorsers=[who(e.endorser)["subject"] for e in transaction.endorsements],
+        endorsers=[names.get(e.cert_hash) or e.cert_hash.hex() for e in transaction.endorsements],
         response_status=transaction.response.status,
         reads=len(rw_set.reads),
         writes=len(rw_set.writes),
@@ -75,8 +92,8 @@ def describe_tx(block: Block, index: int, *, with_events: bool = False) -> dict[
     return out
 
 
-def describe_block(block: Block) -> dict[str, Any]:
-    """A block's header, signer and transactions."""
+def describe_block(block: Block, endorsers: Mapping[bytes, str] | None = None) -> dict[str, Any]:
+    """A block's header, signer and transactions (endorsers named as :func:`describe_tx`)."""
     header = block.header
     return {
         "number": header.number,
@@ -85,7 +102,9 @@ def describe_block(block: Block) -> dict[str, Any]:
         "data_hash": header.data_hash.hex(),
         "timestamp_ms": header.timestamp_ms,
         "signer": who(block.metadata.signer),
-        "transactions": [describe_tx(block, i) for i in range(len(block.transactions))],
+        "transactions": [
+            describe_tx(block, i, endorsers=endorsers) for i in range(len(block.transactions))
+        ],
     }
 
 

@@ -43,7 +43,7 @@ from node.api import Committed, NotLeaderError, SubmitTimeoutError
 from node.config import RaftTuning
 from node.endorser import ProposalRefused, endorse
 from node.envelopes import check_submission
-from node.ledger_view import describe_tx, state_entry
+from node.ledger_view import describe_tx, endorser_names, state_entry
 from node.logs import event
 from node.metrics import Metrics
 from node.validator import BlockValidator, ValidatedBlock
@@ -934,7 +934,9 @@ class OrderingNode:
         """Where *tx_id* is in this node's chain, with its validation code; None if absent."""
         found = self.stores.blocks.locate_tx(tx_id)
         block = None if found is None else self.stores.blocks.get(found[0])
-        return None if block is None else describe_tx(block, found[1])  # type: ignore[index]
+        if block is None:
+            return None
+        return describe_tx(block, found[1], endorsers=endorser_names(self.network))  # type: ignore[index]
 
     def state_info(self, namespace: str, key: bytes) -> dict[str, Any] | None:
         """One committed world-state entry; None if absent."""

@@ -1,7 +1,10 @@
 """Proposals, endorsements and envelopes: the messages of the execute-order-validate flow.
 
 A client signs a :class:`Proposal`; each endorser simulates it and signs an
-:class:`Endorsement` over the canonical bytes of its :class:`ProposalResponse`; the gateway
+:class:`Endorsement` over the canonical bytes of its :class:`ProposalResponse`, naming itself
+by the SHA-256 of its node certificate (the certificate is in the network configuration, so
+an envelope does not carry it again: each would cost about 500 bytes, on every node, in the
+Raft log and in the chain); the gateway
 gathers a quorum of byte-identical responses into a :class:`Transaction`, which the client
 signs into an :class:`Envelope`. ``tx_id = sha256(nonce || creator)``.
 """
@@ -97,9 +100,10 @@ class ProposalResponse:
 
 @message("endorsement")
 class Endorsement:
-    """An endorser's certificate and its signature over the canonical response bytes."""
+    """An endorser's signature over the canonical response bytes, and which endorser made it:
+    the SHA-256 of its DER node certificate, as the network configuration holds it."""
 
-    endorser: bytes = field(max_len=limits.CERTIFICATE_BYTES_MAX)
+    cert_hash: bytes = field(exact_len=limits.HASH_BYTES)
     signature: bytes = field(max_len=limits.SIGNATURE_BYTES_MAX)
 
 

@@ -32,7 +32,7 @@ from storage.kv import KV
 if TYPE_CHECKING:
     from storage.ledger import Stores
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: endorsements name their endorser by certificate hash
 
 META = b"\x00"
 RAFT_HARD_STATE = b"\x01"

@@ -80,7 +80,7 @@ def make_tx(
         rw_set=RwSet(reads=(), writes=tuple(writes)),
         events=(),
     )
-    endorsement = Endorsement(endorser=b"dummy-endorser", signature=DUMMY_SIGNATURE)
+    endorsement = Endorsement(cert_hash=bytes(32), signature=DUMMY_SIGNATURE)
     transaction = Transaction(proposal=proposal, response=response, endorsements=(endorsement,))
     return encode(Envelope(transaction=transaction, signature=DUMMY_SIGNATURE))
 

@@ -21,6 +21,7 @@ from identity.keys import SigningKey
 from identity.validate import TrustStore
 from protocol.codec import encode
 from protocol.config import BatchConfig, MemberConfig, NetworkConfig, OrgConfig
+from protocol.hashing import sha256
 from protocol.transaction import (
     Endorsement,
     Envelope,
@@ -87,7 +88,9 @@ class World:
         return Envelope(transaction=tx, signature=(key or self.creator_key).sign(encode(tx)))
 
     def endorse(self, node: str, answer: ProposalResponse) -> Endorsement:
-        return Endorsement(endorser=self.cert(node), signature=self.keys[node].sign(encode(answer)))
+        return Endorsement(
+            cert_hash=sha256(self.cert(node)), signature=self.keys[node].sign(encode(answer))
+        )
 
     def cert(self, node: str) -> bytes:
         member = self.config.member(node)

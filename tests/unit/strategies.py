@@ -119,7 +119,7 @@ proposal_responses = st.builds(
     rw_set=rw_sets,
     events=_tuples(contract_events, max_size=2),
 )
-endorsements = st.builds(Endorsement, endorser=certs, signature=signatures)
+endorsements = st.builds(Endorsement, cert_hash=hashes, signature=signatures)
 transactions = st.builds(
     Transaction,
     proposal=proposals,

@@ -15,6 +15,7 @@ import pytest
 from consensus.endorse import (
     Reply,
     endorsement_problem,
+    endorsers_by_cert_hash,
     endorsing_members,
     fault_tolerance,
     gather,
@@ -22,6 +23,7 @@ from consensus.endorse import (
 )
 from protocol.codec import encode
 from protocol.errors import LocalError
+from protocol.hashing import sha256
 from protocol.transaction import Endorsement, Transaction
 from tests.unit.endorsed_world import HOSPITALS, NOW, World, make_world
 
@@ -169,7 +171,7 @@ def test_the_same_endorser_twice_counts_once(world: World) -> None:
 def test_a_forged_endorsement_does_not_count(world: World) -> None:
     tx = world.transaction(("northgate", "riverside", "stmarys"))
     forged = Endorsement(
-        endorser=world.cert("stmarys"),
+        cert_hash=sha256(world.cert("stmarys")),
         signature=world.keys["westfield"].sign(encode(tx.response)),  # the wrong key
     )
     tx = dataclasses.replace(tx, endorsements=(*tx.endorsements[:2], forged))
@@ -217,3 +219,24 @@ def test_a_network_of_one_endorser_needs_one(world: World) -> None:
     )
     tx = world.transaction(("northgate",))
     assert endorsement_problem(tx, solo, world.trust, at=NOW + timedelta(hours=1)) is None
+
+
+def test_an_endorsement_naming_no_members_certificate_does_not_count(world: World) -> None:
+    tx = world.transaction(("northgate", "riverside", "stmarys"))
+    stranger = dataclasses.replace(tx.endorsements[2], cert_hash=sha256(b"no member's cert"))
+    problem = check(world, dataclasses.replace(tx, endorsements=(*tx.endorsements[:2], stranger)))
+    assert problem == (
+        "2 valid endorsements of the 3 needed (an endorsement is not from an endorsing member)"
+    )
+
+
+def test_endorsers_are_named_by_the_hash_of_their_node_certificate(world: World) -> None:
+    members = endorsers_by_cert_hash(world.config)
+    assert {m.node_id: h for h, m in members.items()} == {
+        node: sha256(world.cert(node)) for node in HOSPITALS
+    }  # the ministry's orderer is a member but not an endorser
+    assert endorsers_by_cert_hash(world.config) is members  # remembered for its config
+    tx = world.transaction(("northgate", "riverside", "stmarys"))
+    assert [e.cert_hash for e in tx.endorsements] == [
+        sha256(world.cert(n)) for n in ("northgate", "riverside", "stmarys")
+    ]

@@ -134,7 +134,7 @@ def fixed_block() -> Block:
     tx = Transaction(
         proposal=proposal,
         response=response,
-        endorsements=(Endorsement(endorser=b"e1", signature=b"s1"),),
+        endorsements=(Endorsement(cert_hash=bytes(32), signature=b"s1"),),
     )
     envelope = Envelope(transaction=tx, signature=b"client-signature")
     txs = (encode(envelope), encode(dataclasses.replace(envelope, signature=b"other")))
@@ -253,7 +253,8 @@ def test_tx_ids_and_decode_tx() -> None:
     envelope = decode_tx(FIXED.transactions[0])
     assert tx_ids_of(FIXED) == [envelope.tx_id, envelope.tx_id]
     with pytest.raises(DecodeError):
-        decode_tx(encode(Endorsement(endorser=b"e", signature=b"s")))  # not a transaction kind
+        # not a transaction kind:
+        decode_tx(encode(Endorsement(cert_hash=bytes(32), signature=b"s")))
     with pytest.raises(DecodeError):
         decode_tx(encode(FIXED))
     with pytest.raises(RemoteError):

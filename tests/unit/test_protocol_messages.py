@@ -180,7 +180,7 @@ def test_endorsement_and_event_counts() -> None:
     )
     with pytest.raises(FieldError, match="events"):
         dataclasses.replace(response, events=response.events + response.events[:1])
-    endorsement = Endorsement(endorser=b"e", signature=b"s")
+    endorsement = Endorsement(cert_hash=bytes(32), signature=b"s")
     tx = Transaction(
         proposal=PROPOSAL, response=response, endorsements=(endorsement,) * limits.ENDORSEMENTS_MAX
     )
@@ -189,7 +189,7 @@ def test_endorsement_and_event_counts() -> None:
     with pytest.raises(FieldError, match="status"):
         dataclasses.replace(response, status=1000)
     with pytest.raises(FieldError, match="signature"):
-        Endorsement(endorser=b"e", signature=bytes(limits.SIGNATURE_BYTES_MAX + 1))
+        Endorsement(cert_hash=bytes(32), signature=bytes(limits.SIGNATURE_BYTES_MAX + 1))
 
 
 def test_nested_messages_must_have_their_exact_class() -> None:
