@@ -7,9 +7,12 @@ so a gateway sends :class:`protocol.ordering.EndorseRequest` on the stream inste
 endorser answers with :class:`protocol.ordering.EndorseAnswer` on its own: one frame each
 way. When the stream to an endorser is down the gateway falls back to HTTPS.
 
-An endorser runs each request on the default thread pool (a contract may run up to its step
-budget; the event loop must not wait for it), at most :data:`SERVING_MAX` at a time; past
-that it refuses at once ("busy"), and the gateway counts the endorser as not answering.
+An endorser answers a request as soon as it arrives, on the event loop, when the contract
+call fits the inline step budget (:func:`node.endorser.endorse_inline`; every built-in call
+does). A call that needs more runs on the default thread pool, at most :data:`SERVING_MAX`
+at a time; past that the endorser refuses at once ("busy"), and the gateway counts it as not
+answering. (Counting inline calls against that limit too refused bursts that had already
+been done by the time they were counted: a burst of a few hundred requests in one read.)
 An answer is taken only from the member it was asked of, and only while the request waits.
 """
 
@@ -20,7 +23,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from node.endorser import run_endorsement
+from node.endorser import ProposalTooCostly, endorse_inline, endorse_on_thread
 from node.logs import event
 from node.metrics import Metrics
 from protocol import limits
@@ -54,8 +57,8 @@ class EndorseLink:
     ) -> None:
         """*send* queues a message on the stream to its recipient; *connected* says which
         members have a live stream; *endorse* turns a SignedProposal's bytes into this
-        node's EndorseReply bytes (RemoteError if it refuses), run by
-        :func:`node.endorser.run_endorsement`."""
+        node's EndorseReply bytes (RemoteError if it refuses), with a step budget (see the
+        module docstring)."""
         self.node_id = node_id
         self._send = send
         self._connected = connected
@@ -102,35 +105,44 @@ class EndorseLink:
             waiting[1].set_result(msg)
 
     def _serve(self, sender: str, msg: EndorseRequest) -> None:
+        self.metrics.inc("endorse_link_requests")
+        try:
+            reply = endorse_inline(self._endorse, msg.proposal)
+        except ProposalTooCostly:
+            self.metrics.inc("endorser_calls_moved_to_thread")
+            self._serve_on_thread(sender, msg)
+        except Exception as error:  # every failure is answered, none raised
+            self._refuse(sender, msg.request_id, error)
+        else:
+            self._answer(sender, msg.request_id, reply, "")
+
+    def _serve_on_thread(self, sender: str, msg: EndorseRequest) -> None:
         if self._serving >= SERVING_MAX:
             self.metrics.inc("endorse_link_busy")
             self._answer(sender, msg.request_id, b"", BUSY)
             return
         self._serving += 1
-        self.metrics.inc("endorse_link_requests")
-        work = asyncio.ensure_future(
-            run_endorsement(self._endorse, msg.proposal, metrics=self.metrics)
-        )
+        work = asyncio.ensure_future(endorse_on_thread(self._endorse, msg.proposal))
 
         def done(work: asyncio.Future[bytes]) -> None:
             self._serving -= 1
             error = work.exception()
             if error is None:
                 self._answer(sender, msg.request_id, work.result(), "")
-            elif isinstance(error, RemoteError):
-                event(
-                    log,
-                    logging.INFO,
-                    "endorse_link.refused",
-                    peer=sender,
-                    reason=type(error).__name__,
-                )
-                self._answer(sender, msg.request_id, b"", _fit(str(error)))
-            else:  # a bug of ours: the gateway hears a refusal, the log keeps the type
-                event(log, logging.ERROR, "endorse_link.failed", error=type(error).__name__)
-                self._answer(sender, msg.request_id, b"", "the endorser failed")
+            else:
+                self._refuse(sender, msg.request_id, error)
 
         work.add_done_callback(done)
+
+    def _refuse(self, sender: str, request_id: int, error: BaseException) -> None:
+        if isinstance(error, RemoteError):
+            event(
+                log, logging.INFO, "endorse_link.refused", peer=sender, reason=type(error).__name__
+            )
+            self._answer(sender, request_id, b"", _fit(str(error)))
+        else:  # a bug of ours: the gateway hears a refusal, the log keeps the type
+            event(log, logging.ERROR, "endorse_link.failed", error=type(error).__name__)
+            self._answer(sender, request_id, b"", "the endorser failed")
 
     def _answer(self, recipient: str, request_id: int, reply: bytes, refusal: str) -> None:
         if len(reply) > limits.ENVELOPE_BYTES_MAX:

@@ -57,6 +57,18 @@ INLINE_STEP_BUDGET = 5_000
 T = TypeVar("T")
 
 
+def endorse_inline(endorse_call: Callable[..., T], proposal: object) -> T:
+    """``endorse_call(proposal, step_budget=INLINE_STEP_BUDGET)``, here on the event loop;
+    ProposalTooCostly when the call needs more steps (then :func:`endorse_on_thread`)."""
+    return endorse_call(proposal, step_budget=INLINE_STEP_BUDGET)
+
+
+async def endorse_on_thread(endorse_call: Callable[..., T], proposal: object) -> T:
+    """``endorse_call(proposal, step_budget=STEP_BUDGET_DEFAULT)`` on a worker thread."""
+    run = functools.partial(endorse_call, proposal, step_budget=STEP_BUDGET_DEFAULT)
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
 async def run_endorsement(
     endorse_call: Callable[..., T], proposal: object, *, metrics: Metrics
 ) -> T:
@@ -71,11 +83,10 @@ async def run_endorsement(
     until it succeeds, and the creator's signature, checked the first time, is remembered.
     """
     try:
-        return endorse_call(proposal, step_budget=INLINE_STEP_BUDGET)
+        return endorse_inline(endorse_call, proposal)
     except ProposalTooCostly:
         metrics.inc("endorser_calls_moved_to_thread")
-    run = functools.partial(endorse_call, proposal, step_budget=STEP_BUDGET_DEFAULT)
-    return await asyncio.get_running_loop().run_in_executor(None, run)
+    return await endorse_on_thread(endorse_call, proposal)
 
 
 @dataclass(frozen=True, slots=True)

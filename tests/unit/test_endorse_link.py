@@ -1,8 +1,8 @@
 """Endorsement requests over peer streams (node.endorse_link), two members wired back to
 back in process: an answer reaches the asker, a refusal keeps its reason, an answer from
-another member or after the deadline is not taken, an endorser past SERVING_MAX in-flight
-requests refuses as busy, and a member without a stream is reported gone (so the gateway
-uses HTTPS)."""
+another member or after the deadline is not taken, an endorser past SERVING_MAX calls on
+worker threads refuses as busy (calls answered inline never are), and a member without a
+stream is reported gone (so the gateway uses HTTPS)."""
 
 from __future__ import annotations
 
@@ -138,3 +138,26 @@ async def test_past_its_limit_an_endorser_refuses_as_busy(monkeypatch: pytest.Mo
         await pair.gateway.ask("e", b"p", timeout_s=5)
     release.set()
     assert await first == REPLY
+    assert pair.links["e"].metrics.value("endorse_link_busy") == 1
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_inline_calls_is_answered_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls within the inline budget are answered as they arrive, so a burst larger than
+    SERVING_MAX (all of it delivered in one pass, as one TLS read delivers it) is not busy."""
+    monkeypatch.setattr(endorse_link, "SERVING_MAX", 1)
+    pair = Pair(lambda proposal, step_budget: encode(REPLY))
+    asks = [pair.gateway.ask("e", b"p", timeout_s=5) for _ in range(20)]
+    assert await asyncio.gather(*asks) == [REPLY] * 20
+    assert pair.links["e"].metrics.value("endorse_link_busy") == 0
+    assert pair.links["e"].metrics.value("endorse_link_requests") == 20
+
+
+@pytest.mark.asyncio
+async def test_a_failing_inline_call_is_answered_as_failed() -> None:
+    def broken(proposal: bytes, step_budget: int) -> bytes:
+        raise KeyError("a bug")
+
+    pair = Pair(broken)
+    with pytest.raises(RemoteError, match=r"^the endorser failed$"):
+        await pair.gateway.ask("e", b"p", timeout_s=5)
