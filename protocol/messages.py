@@ -11,7 +11,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ChainPoint, ForwardEnvelope
+from protocol.ordering import ChainPoint, ForwardEnvelope, FrameBatch
 from protocol.raft import (
     AppendEntries,
     AppendResponse,
@@ -67,6 +67,7 @@ __all__ = [
     "Endorsement",
     "Envelope",
     "ForwardEnvelope",
+    "FrameBatch",
     "KVRead",
     "KVWrite",
     "MemberConfig",

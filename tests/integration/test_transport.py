@@ -52,6 +52,7 @@ from protocol import codec, limits
 from protocol.codec import field, message
 from protocol.config import BatchConfig, NetworkConfig
 from protocol.errors import CertificateError, ConfigError
+from protocol.ordering import FrameBatch
 from tests.integration.conftest import InitialisedNetwork, init_local_network
 
 TEST_TIMEOUT_S = 10.0
@@ -531,7 +532,26 @@ BAD_FRAMES: dict[str, tuple[str, Callable[[], bytes | str]]] = {
             BatchConfig(max_txs=1, max_bytes=limits.ENVELOPE_BYTES_MAX, timeout_ms=1)
         ),
     ),
+    # The same shapes inside a FrameBatch are each checked as if they had come alone.
+    "batched_not_msgpack": ("malformed", lambda: batch(b"\xc1" + SENTINEL.encode())),
+    "batched_nil_field": (
+        "bad_field",
+        lambda: batch(packed("test_p2p_ping", {**GOOD_FIELDS, "sender": None})),
+    ),
+    "batched_another_sender": (
+        "wrong_sender",
+        lambda: batch(codec.encode(ping("riverside", "ministry", SENTINEL.encode()))),
+    ),
+    "batch_in_a_batch": (
+        "unroutable",
+        lambda: batch(batch(codec.encode(ping("northgate", "ministry", SENTINEL.encode())))),
+    ),
+    "batch_with_a_nil_frame": ("bad_field", lambda: packed("frame_batch", {"frames": [None]})),
 }
+
+
+def batch(*frames: bytes) -> bytes:
+    return codec.encode(FrameBatch(frames=frames))
 
 
 @pytest.mark.asyncio
@@ -615,6 +635,89 @@ async def test_a_stream_of_bad_frames_is_closed_after_the_limit(
         async with raw_stream(ctx, a) as ws:
             await ws.send_bytes(codec.encode(ping("northgate", "ministry")))
             assert (await a.receive())[0] == "northgate"
+
+
+@pytest.mark.asyncio
+async def test_a_batch_delivers_its_good_messages_in_order_and_drops_its_bad_ones(
+    local_network: InitialisedNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="medledger")
+    ctx = member_client_ctx(local_network, "northgate")
+    first, last = ping("northgate", "ministry", b"first"), ping("northgate", "ministry", b"last")
+    forged = ping("riverside", "ministry", SENTINEL.encode())
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", []) as a,
+        raw_stream(ctx, a) as ws,
+    ):
+        await ws.send_bytes(
+            batch(
+                codec.encode(first),
+                b"\xc1" + SENTINEL.encode(),
+                codec.encode(forged),
+                codec.encode(last),
+            )
+        )
+        assert [await a.receive() for _ in range(2)] == [("northgate", first), ("northgate", last)]
+        assert a.count("p2p_in_dropped_malformed") == 1
+        assert a.count("p2p_in_dropped_wrong_sender") == 1
+        assert a.count("p2p_in_delivered") == 2 and a.count("p2p_in_batches") == 1
+    assert_no_sentinel(caplog)
+
+
+@pytest.mark.asyncio
+async def test_a_batch_of_bad_messages_counts_each_toward_the_stream_limit(
+    local_network: InitialisedNetwork,
+) -> None:
+    ctx = member_client_ctx(local_network, "northgate")
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", []) as a,
+        raw_stream(ctx, a) as ws,
+    ):
+        await ws.send_bytes(batch(*[b"\xc1"] * (2 * FRAME_DROPS_PER_STREAM_MAX)))
+        closing = await ws.receive()
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        # Counted and logged up to the limit, then the stream closed.
+        assert a.count("p2p_in_dropped_malformed") == FRAME_DROPS_PER_STREAM_MAX
+
+
+@pytest.mark.asyncio
+async def test_messages_sent_in_one_pass_travel_in_one_batch_after_the_first(
+    local_network: InitialisedNetwork,
+) -> None:
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(local_network, "ministry", ["northgate"]) as a,
+        Member(local_network, "northgate", ["ministry"]) as b,
+    ):
+        a.transport.send(ping("ministry", "northgate", b"hello"))
+        assert await b.receive() == ("ministry", ping("ministry", "northgate", b"hello"))
+        await eventually(lambda: a.transport.queued("northgate") == (0, 0))
+        sent = [ping("ministry", "northgate", b"%d" % i) for i in range(50)]
+        for msg in sent:  # one pass of the event loop
+            a.transport.send(msg)
+        assert [await b.receive() for _ in sent] == [("ministry", m) for m in sent]
+        # The first went at once, the 49 after it together.
+        assert a.count("p2p_out_batches") == 1 and b.count("p2p_in_batches") == 1
+        assert a.count("p2p_out_sent") == 51 and b.count("p2p_in_delivered") == 51
+
+
+@pytest.mark.parametrize(
+    "sizes", [[10] * 5, [limits.MESSAGE_BYTES_MAX // 2] * 3, [10, limits.MESSAGE_BYTES_MAX, 10]]
+)
+def test_batches_stay_within_the_frame_limit(sizes: list[int]) -> None:
+    frames = [b"x" * n for n in sizes]
+    start = 0
+    while start < len(frames):
+        end = transport_module._batch_end(frames, start)
+        assert end > start
+        if end - start > 1:
+            assert (
+                len(transport_module._encode_batch(frames[start:end])) <= limits.MESSAGE_BYTES_MAX
+            )
+        start = end
 
 
 # --- bounded queues -------------------------------------------------------------------------

@@ -37,7 +37,13 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ChainPoint, EndorseAnswer, EndorseRequest, ForwardEnvelope
+from protocol.ordering import (
+    ChainPoint,
+    EndorseAnswer,
+    EndorseRequest,
+    ForwardEnvelope,
+    FrameBatch,
+)
 from protocol.transaction import (
     ContractEvent,
     Endorsement,
@@ -255,6 +261,7 @@ def blocks(draw: st.DrawFn, max_txs: int = 3) -> Block:
 
 
 chain_points = st.builds(ChainPoint, height=st.integers(1, UINT64_MAX), tip=hashes)
+frame_batches = st.builds(FrameBatch, frames=_tuples(short_bytes))
 forward_envelopes = st.builds(
     ForwardEnvelope, sender=nonempty_ids, recipient=nonempty_ids, envelope=short_bytes
 )
@@ -321,6 +328,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     BlockMetadata: block_metadatas,
     Block: blocks(),
     ForwardEnvelope: forward_envelopes,
+    FrameBatch: frame_batches,
     EndorseRequest: endorse_requests,
     EndorseAnswer: endorse_answers,
     ChainPoint: chain_points,
