@@ -34,12 +34,11 @@ Inbound (server side, ``GET`` :data:`STREAM_PATH`):
   A frame over the size limit always ends the stream: aiohttp closes it with 1009 (message
   too big) as soon as the frame's header announces the size, before buffering it.
 
-Batches: the first message a member sends a peer in a pass of its event loop is written at
-once; the others it sends that peer in the same pass go together, at the end of the pass, in
-one :class:`protocol.ordering.FrameBatch` frame (a lone message waits for nothing; a burst of
-twenty costs one frame, TLS record and wake-up instead of twenty). Each message in a batch is
-checked and delivered, or dropped and counted, exactly as if it had come alone; a batch
-within a batch names no sender and is dropped as ``unroutable``.
+Batches (:mod:`node.bursts`): the first message a member sends a peer in a pass of its
+event loop is written at once; the others it sends that peer in the same pass go together,
+at the end of the pass, in one :class:`protocol.batch.FrameBatch` frame. Each message in a
+batch is checked and delivered, or dropped and counted, exactly as if it had come alone; a
+batch within a batch names no sender and is dropped as ``unroutable``.
 
 Outbound (client side): one task per peer with a bounded :class:`_Outbox`; when it is full
 the **oldest** frame is dropped and counted (``p2p_out_dropped_queue_full``): Raft
@@ -71,6 +70,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import ssl
@@ -83,10 +83,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from identity.validate import Purpose
+from node.bursts import PassBurst, batch_frames
 from node.logs import event
 from node.metrics import Metrics
 from node.tls import PeerAuthenticator, peer_certificate_der
 from protocol import codec, limits
+from protocol.batch import FrameBatch
 from protocol.errors import (
     CertificateError,
     FieldError,
@@ -95,7 +97,6 @@ from protocol.errors import (
     RemoteError,
     UnknownTypeError,
 )
-from protocol.ordering import FRAME_BATCH_MESSAGES_MAX, FrameBatch
 
 log = logging.getLogger("medledger.p2p")
 
@@ -194,7 +195,7 @@ class _Peer:
     stream: aiohttp.ClientWebSocketResponse | None = None
     cert_der: bytes | None = None  # the certificate the peer presented on ``stream``
     sending: int = 0  # writes under way on the stream (the writer task's, or an eager one's)
-    burst: list[bytes] | None = None  # frames sent since an eager write in this loop pass
+    burst: PassBurst = dataclasses.field(init=False)  # set by Transport._new_peer
 
 
 class Transport:
@@ -233,7 +234,7 @@ class Transport:
         self._backoff_ms_min = backoff_ms_min
         self._backoff_ms_max = backoff_ms_max
         self._peers: dict[str, _Peer] = {
-            peer_id: _Peer(peer_id, host, port, _Outbox(OUTBOX_MESSAGES_MAX, OUTBOX_BYTES_MAX))
+            peer_id: self._new_peer(peer_id, host, port)
             for peer_id, (host, port) in members.items()
             if peer_id != node_id
         }
@@ -297,12 +298,17 @@ class Transport:
                 asyncio.get_running_loop().create_task(ws.close())
         for peer_id in sorted(set(wanted) - set(self._peers)):
             host, port = wanted[peer_id]
-            peer = _Peer(peer_id, host, port, _Outbox(OUTBOX_MESSAGES_MAX, OUTBOX_BYTES_MAX))
+            peer = self._new_peer(peer_id, host, port)
             self._peers[peer_id] = peer
             if self._started and not self._stopping:
                 peer.task = asyncio.create_task(self._run_peer(peer), name=f"p2p-out-{peer_id}")
                 peer.task.add_done_callback(_log_task_failure)
         self.recheck_streams()  # a member's configured certificate may have changed
+
+    def _new_peer(self, peer_id: str, host: str, port: int) -> _Peer:
+        peer = _Peer(peer_id, host, port, _Outbox(OUTBOX_MESSAGES_MAX, OUTBOX_BYTES_MAX))
+        peer.burst = PassBurst(functools.partial(self._end_burst, peer))
+        return peer
 
     def recheck_streams(self) -> int:
         """Authenticate every open stream's peer again, as a new connection would be now,
@@ -389,13 +395,11 @@ class Transport:
         frame = codec.encode(msg)
         if len(frame) > limits.MESSAGE_BYTES_MAX:
             raise LocalError(f"send: a frame of {len(frame)} bytes is over MESSAGE_BYTES_MAX")
-        if peer.burst is not None:
-            peer.burst.append(frame)  # goes with the others of this pass, in one frame
-            return
+        if peer.burst.hold(frame):
+            return  # goes with the others of this pass, in one frame
         if not peer.outbox and not peer.sending and _is_open(peer.stream):
             self._write_now(peer, peer.stream, frame)  # type: ignore[arg-type]
-            peer.burst = []
-            asyncio.get_running_loop().call_soon(self._end_burst, peer)
+            peer.burst.open()
             return
         self._queue(peer, frame)
 
@@ -404,25 +408,17 @@ class Transport:
         if dropped:
             self.metrics.inc("p2p_out_dropped_queue_full", dropped)
 
-    def _end_burst(self, peer: _Peer) -> None:
-        """Send what was sent to *peer* after the eager write of this loop pass, batched.
-
-        Under load a member sends a peer about twenty messages per pass (endorsement
-        requests and answers, forwarded envelopes, Raft); one frame for them all saves the
-        frame, TLS record, write and wake-up each would cost on both sides. The first
-        message of a pass still goes at once, so a lone message waits for nothing.
-        """
-        frames, peer.burst = peer.burst or [], None
-        start = 0
-        while start < len(frames):
+    def _end_burst(self, peer: _Peer, frames: list[bytes]) -> None:
+        """Send what this pass sent *peer* after its first message, batched (node.bursts);
+        if the stream is busy or down by now, queue the rest one by one as usual."""
+        done = 0
+        for data, messages in batch_frames(frames, limits.MESSAGE_BYTES_MAX):
             if peer.outbox or peer.sending or not _is_open(peer.stream):
-                for frame in frames[start:]:  # the stream is busy or gone: queue as usual
+                for frame in frames[done:]:
                     self._queue(peer, frame)
                 return
-            end = _batch_end(frames, start)
-            data = frames[start] if end == start + 1 else _encode_batch(frames[start:end])
-            self._write_now(peer, peer.stream, data, end - start)  # type: ignore[arg-type]
-            start = end
+            self._write_now(peer, peer.stream, data, messages)  # type: ignore[arg-type]
+            done += messages
 
     def _write_now(
         self, peer: _Peer, ws: aiohttp.ClientWebSocketResponse, frame: bytes, messages: int = 1
@@ -718,28 +714,6 @@ def _drop_reason(error: RemoteError) -> str:
     if isinstance(error, FieldError):
         return "bad_field"
     return "malformed"  # DecodeError, or another RemoteError from a message's own check()
-
-
-# What a FrameBatch adds around its frames, at most: its tag and field name, and a msgpack
-# bin header (5 bytes) per frame.
-_BATCH_OVERHEAD_BYTES = 64
-_BATCH_FRAME_OVERHEAD_BYTES = 5
-
-
-def _batch_end(frames: list[bytes], start: int) -> int:
-    """The end of the longest run of *frames* from *start* that fits in one frame."""
-    size = _BATCH_OVERHEAD_BYTES
-    end = start
-    while end < len(frames) and end - start < FRAME_BATCH_MESSAGES_MAX:
-        size += len(frames[end]) + _BATCH_FRAME_OVERHEAD_BYTES
-        if size > limits.MESSAGE_BYTES_MAX and end > start:
-            break
-        end += 1
-    return end
-
-
-def _encode_batch(frames: list[bytes]) -> bytes:
-    return codec.encode(FrameBatch(frames=tuple(frames)))
 
 
 async def _finish_send(send: Coroutine[Any, Any, None], pending: Any) -> None:

@@ -1,5 +1,6 @@
 """Every message kind in one import, so that all tags are registered before decoding."""
 
+from protocol.batch import FrameBatch
 from protocol.block import Block, BlockHeader, BlockMetadata, ValidationCode
 from protocol.client_stream import ClientAnswer, ClientRequest, CommitReceipt
 from protocol.config import (
@@ -11,7 +12,7 @@ from protocol.config import (
     NetworkConfig,
     OrgConfig,
 )
-from protocol.ordering import ChainPoint, ForwardEnvelope, FrameBatch
+from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.raft import (
     AppendEntries,
     AppendResponse,

@@ -6,8 +6,7 @@ checks it again on every member) and the member answers its client once the bloc
 applied locally. A Raft snapshot of the ordering
 service is a :class:`ChainPoint`; a member catching up from one has the blocks streamed from a peer.
 A gateway asks the other endorsers for their endorsement with :class:`EndorseRequest` on the
-same streams, and each answers with :class:`EndorseAnswer`. Messages a member sends one peer
-in the same pass of its event loop may travel together in one :class:`FrameBatch`.
+same streams, and each answers with :class:`EndorseAnswer`.
 """
 
 from __future__ import annotations
@@ -58,19 +57,3 @@ class ChainPoint:
 
     height: int = field(min=1)
     tip: bytes = field(exact_len=limits.HASH_BYTES)
-
-
-# Messages one FrameBatch may carry: bursts to one peer in one event-loop pass were about 20
-# messages at 512 closed-loop clients; a batch also stays within MESSAGE_BYTES_MAX.
-FRAME_BATCH_MESSAGES_MAX = 1024
-
-
-@message("frame_batch")
-class FrameBatch:
-    """Several messages for the same peer in one stream frame, in the order they were sent:
-    each is a message's canonical bytes, checked on arrival as if it had come alone. A
-    batch names no sender or recipient of its own (its messages do), and holds no batch."""
-
-    frames: tuple[bytes, ...] = field(
-        max_len=FRAME_BATCH_MESSAGES_MAX, item_max_len=limits.MESSAGE_BYTES_MAX
-    )

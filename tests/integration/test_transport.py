@@ -49,10 +49,10 @@ from node.transport import (
     Transport,
 )
 from protocol import codec, limits
+from protocol.batch import FrameBatch
 from protocol.codec import field, message
 from protocol.config import BatchConfig, NetworkConfig
 from protocol.errors import CertificateError, ConfigError
-from protocol.ordering import FrameBatch
 from tests.integration.conftest import InitialisedNetwork, init_local_network
 
 TEST_TIMEOUT_S = 10.0
@@ -702,22 +702,6 @@ async def test_messages_sent_in_one_pass_travel_in_one_batch_after_the_first(
         # The first went at once, the 49 after it together.
         assert a.count("p2p_out_batches") == 1 and b.count("p2p_in_batches") == 1
         assert a.count("p2p_out_sent") == 51 and b.count("p2p_in_delivered") == 51
-
-
-@pytest.mark.parametrize(
-    "sizes", [[10] * 5, [limits.MESSAGE_BYTES_MAX // 2] * 3, [10, limits.MESSAGE_BYTES_MAX, 10]]
-)
-def test_batches_stay_within_the_frame_limit(sizes: list[int]) -> None:
-    frames = [b"x" * n for n in sizes]
-    start = 0
-    while start < len(frames):
-        end = transport_module._batch_end(frames, start)
-        assert end > start
-        if end - start > 1:
-            assert (
-                len(transport_module._encode_batch(frames[start:end])) <= limits.MESSAGE_BYTES_MAX
-            )
-        start = end
 
 
 # --- bounded queues -------------------------------------------------------------------------

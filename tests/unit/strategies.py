@@ -24,6 +24,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from protocol import limits
+from protocol.batch import FrameBatch
 from protocol.block import Block, BlockHeader, BlockMetadata, make_header
 from protocol.client_stream import KINDS, ClientAnswer, ClientRequest, CommitReceipt
 from protocol.codec import INT64_MIN, UINT64_MAX, encode
@@ -42,7 +43,6 @@ from protocol.ordering import (
     EndorseAnswer,
     EndorseRequest,
     ForwardEnvelope,
-    FrameBatch,
 )
 from protocol.transaction import (
     ContractEvent,
