@@ -1,6 +1,6 @@
 """Bursts: what one stream sends in the same event-loop pass, after its first message.
 
-Under load a node sends a peer (or a client) many messages in one pass of its event loop:
+Under load a node sends a peer many messages in one pass of its event loop:
 about twenty at a time to each member at 512 closed-loop clients. Each message written
 alone costs a WebSocket frame, a TLS record, a write and a wake-up on both sides. A
 :class:`PassBurst` lets the first message of a pass go at once (a lone message waits for
@@ -11,7 +11,8 @@ as few :class:`protocol.batch.FrameBatch` frames as the frame limit allows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from protocol.batch import FRAME_BATCH_MESSAGES_MAX, FrameBatch
 from protocol.codec import encode
@@ -70,3 +71,39 @@ def batch_frames(frames: list[bytes], limit: int) -> list[tuple[bytes, int]]:
             out.append((encode(FrameBatch(frames=tuple(frames[start:end]))), end - start))
         start = end
     return out
+
+
+def send_eagerly(send: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run *send* (a WebSocket ``send_bytes``) now, up to its first wait: without
+    compression aiohttp writes the frame at once and only then may wait for the socket to
+    drain. That wait, if any, finishes in the task returned (None if it completed). What
+    the send raises before its first wait is raised here."""
+    try:
+        pending = send.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(finish_send(send, pending))
+
+
+async def finish_send(send: Coroutine[Any, Any, None], pending: Any) -> None:
+    """Drive a send coroutine that was started eagerly (run up to its first wait, as
+    asyncio's eager tasks do from Python 3.12 on) and is now waiting on *pending*."""
+    while True:
+        try:
+            if pending is None:
+                await asyncio.sleep(0)  # a bare yield: just let the loop run once
+            else:
+                # A future yielded to a task is marked blocking until the task takes it;
+                # nobody took this one, so take it here (as Task.__step does) and await it.
+                pending._asyncio_future_blocking = False
+                await pending
+        except BaseException as exc:  # hand cancellation and errors to the coroutine
+            try:
+                pending = send.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            pending = send.send(None)
+        except StopIteration:
+            return

@@ -75,15 +75,14 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from identity.validate import Purpose
-from node.bursts import PassBurst, batch_frames
+from node.bursts import PassBurst, batch_frames, send_eagerly
 from node.logs import event
 from node.metrics import Metrics
 from node.tls import PeerAuthenticator, peer_certificate_der
@@ -427,23 +426,20 @@ class Transport:
         event-loop pass later.
 
         Under load that pass is several milliseconds of other work, paid on every Raft hop.
-        The send runs eagerly, as asyncio's eager tasks do from Python 3.12 on: without
-        compression aiohttp writes the frame at once and only then may wait for the socket
-        to drain; that wait, if any, finishes in a task, and frames queue behind it.
+        The send runs eagerly (:func:`node.bursts.send_eagerly`); a wait for the socket to
+        drain finishes in a task, and frames queue behind it.
         """
         if messages > 1:
             self.metrics.inc("p2p_out_batches")
-        send = ws.send_bytes(frame)
         try:
-            pending = send.send(None)
-        except StopIteration:
-            self.metrics.inc("p2p_out_sent", messages)
-            return
+            task = send_eagerly(ws.send_bytes(frame))
         except (aiohttp.ClientError, ConnectionError, RuntimeError):
             self.metrics.inc("p2p_out_lost", messages)  # the stream is broken; its pump reconnects
             return
+        if task is None:
+            self.metrics.inc("p2p_out_sent", messages)
+            return
         peer.sending += 1
-        task = asyncio.get_running_loop().create_task(_finish_send(send, pending))
 
         def done(task: asyncio.Task[None]) -> None:
             peer.sending -= 1
@@ -714,29 +710,6 @@ def _drop_reason(error: RemoteError) -> str:
     if isinstance(error, FieldError):
         return "bad_field"
     return "malformed"  # DecodeError, or another RemoteError from a message's own check()
-
-
-async def _finish_send(send: Coroutine[Any, Any, None], pending: Any) -> None:
-    """Drive a send coroutine that was started eagerly and is now waiting on *pending*."""
-    while True:
-        try:
-            if pending is None:
-                await asyncio.sleep(0)  # a bare yield: just let the loop run once
-            else:
-                # A future yielded to a task is marked blocking until the task takes it;
-                # nobody took this one, so take it here (as Task.__step does) and await it.
-                pending._asyncio_future_blocking = False
-                await pending
-        except BaseException as exc:  # hand cancellation and errors to the coroutine
-            try:
-                pending = send.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            pending = send.send(None)
-        except StopIteration:
-            return
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:

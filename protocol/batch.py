@@ -1,8 +1,8 @@
-"""A frame of several messages, for the member streams and the client stream alike.
+"""A frame of several messages on a member stream.
 
-What a node (or a client) sends one peer in the same pass of its event loop, after the first
-message of that pass, may travel together in one :class:`FrameBatch` (see
-:mod:`node.bursts`); the receiver takes each message as if it had come alone.
+What a node sends one peer in the same pass of its event loop, after the first message of
+that pass, may travel together in one :class:`FrameBatch` (see :mod:`node.bursts`); the
+receiver takes each message as if it had come alone.
 """
 
 from __future__ import annotations

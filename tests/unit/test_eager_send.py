@@ -1,5 +1,5 @@
 """The transport's eager send: a frame is written at once, and a send that then has to wait
-for the socket to drain is finished in a task (node.transport._finish_send)."""
+for the socket to drain is finished in a task (node.bursts.finish_send)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from node.transport import _finish_send
+from node.bursts import finish_send
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,7 +25,7 @@ async def test_a_send_that_waits_after_writing_is_finished_in_a_task() -> None:
     coro = send()
     pending = coro.send(None)  # what Transport._write_now does
     assert steps == ["written"]
-    task = loop.create_task(_finish_send(coro, pending))
+    task = loop.create_task(finish_send(coro, pending))
     await asyncio.sleep(0)
     assert not task.done()
     drained.set_result(None)
@@ -45,7 +45,7 @@ async def test_cancelling_the_task_reaches_the_waiting_send() -> None:
             steps.append("cleaned up")
 
     coro = send()
-    task = loop.create_task(_finish_send(coro, coro.send(None)))
+    task = loop.create_task(finish_send(coro, coro.send(None)))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -61,7 +61,7 @@ async def test_an_error_while_draining_is_raised_from_the_task() -> None:
         await broken
 
     coro = send()
-    task = loop.create_task(_finish_send(coro, coro.send(None)))
+    task = loop.create_task(finish_send(coro, coro.send(None)))
     broken.set_exception(ConnectionResetError("peer went away"))
     with pytest.raises(ConnectionResetError):
         await task
