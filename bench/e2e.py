@@ -256,7 +256,10 @@ class InvokeClient:
         an envelope is ordered at most once) until an answer or *give_up_at*."""
         while True:
             try:
-                status, answer = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
+                async with asyncio.timeout(
+                    REQUEST_TIMEOUT_S
+                ):  # no task per request, as wait_for makes
+                    status, answer = await conn.post(body)
             except REQUEST_ERRORS as e:
                 conn.close()
                 status, answer = 0, f"{type(e).__name__}: {e}".encode()

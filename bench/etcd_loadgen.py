@@ -87,7 +87,10 @@ async def run_put_load(
                 conn = mine[turn % len(mine)]
                 turn += 1
                 try:
-                    status, payload = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
+                    async with asyncio.timeout(
+                        REQUEST_TIMEOUT_S
+                    ):  # no task per request, as wait_for makes
+                        status, payload = await conn.post(body)
                 except REQUEST_ERRORS as e:
                     conn.close()
                     retries += 1

@@ -254,7 +254,10 @@ async def run_load(
                 conn = mine[turn % len(mine)]
                 turn += 1
                 try:
-                    status, answer = await asyncio.wait_for(conn.post(body), REQUEST_TIMEOUT_S)
+                    async with asyncio.timeout(
+                        REQUEST_TIMEOUT_S
+                    ):  # no task per request, as wait_for makes
+                        status, answer = await conn.post(body)
                 except REQUEST_ERRORS:
                     conn.close()
                 else:
