@@ -145,9 +145,8 @@ def endorsement_problem(
     The response must answer this proposal; each counted endorsement must come from a
     distinct endorsing member (named by the hash of its node certificate in *config*), that
     certificate must validate at *at* and not be in *revoked*, and its signature must verify
-    over the canonical response bytes. Endorsements
-    that fail any of this are not counted; too few counted is the problem, named with why
-    the first uncounted one failed.
+    over the canonical response bytes. Endorsements that fail any of this are not counted;
+    too few counted is the problem, named with why the first uncounted one failed.
     """
     if tx.response.proposal_hash != proposal_hash(tx.proposal):
         return "the response answers another proposal"

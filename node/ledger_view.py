@@ -1,10 +1,10 @@
 """What the ledger inspection commands show: blocks, transactions and state entries as JSON.
 
 Shared by the node's API (``/v1/tx``, ``/v1/state``) and the CLI (``block show`` decodes
-the block bytes it fetched). A transaction is described by who created and endorsed it
-(organisation, role and pseudonymous subject id from the certificates), what it called and
-its validation code; never by its arguments, result or written values (counts and sizes
-only). A state entry is shown with its value: that is what ``state get`` asks for.
+the block bytes it fetched). A transaction is described by who created it (organisation,
+role and pseudonymous subject id from the certificate), which members endorsed it, what it
+called and its validation code; never by its arguments, result or written values (counts
+and sizes only). A state entry is shown with its value: that is what ``state get`` asks for.
 """
 
 from __future__ import annotations
