@@ -121,9 +121,11 @@ def check_schema(kv: KV) -> None:
         raise ConfigError(f"{_where(kv)}has a malformed schema version record")
     (version,) = U32.unpack(raw)
     if version != SCHEMA_VERSION:
+        older = "an older" if version < SCHEMA_VERSION else "a newer"
         raise ConfigError(
             f"{_where(kv)}has schema version {version}; this medledger reads version "
-            f"{SCHEMA_VERSION} only"
+            f"{SCHEMA_VERSION} only (the data was written by {older} medledger: run that one, "
+            "or start a new network in another directory)"
         )
 
 

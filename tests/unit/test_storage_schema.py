@@ -50,6 +50,16 @@ def test_another_schema_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"schema version {schema.SCHEMA_VERSION + 1}") as e:
         schema.open_store(kv)
     assert str(tmp_path / "db") in str(e.value)
+    assert "written by a newer medledger" in str(e.value)
+    kv.close()
+
+
+def test_an_older_schema_version_says_how_to_go_on(tmp_path: Path) -> None:
+    kv = LevelDBKV(tmp_path / "db")
+    kv.put(schema.SCHEMA_VERSION_KEY, schema.U32.pack(schema.SCHEMA_VERSION - 1))
+    with pytest.raises(ConfigError, match="written by an older medledger") as e:
+        schema.open_store(kv)
+    assert "start a new network in another directory" in str(e.value)
     kv.close()
 
 
