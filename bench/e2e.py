@@ -256,9 +256,8 @@ class InvokeClient:
         an envelope is ordered at most once) until an answer or *give_up_at*."""
         while True:
             try:
-                async with asyncio.timeout(
-                    REQUEST_TIMEOUT_S
-                ):  # no task per request, as wait_for makes
+                # A timeout context, not wait_for: no task per request.
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
                     status, answer = await conn.post(body)
             except REQUEST_ERRORS as e:
                 conn.close()

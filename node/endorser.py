@@ -38,7 +38,6 @@ from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.config import NetworkConfig
 from protocol.errors import FieldError, RemoteError
-from protocol.hashing import sha256
 from protocol.transaction import Endorsement, ProposalResponse, SignedProposal, proposal_hash
 
 
@@ -105,12 +104,14 @@ def endorse(
     registry: ContractRegistry,
     state: StateReader,
     key: SigningKey,
-    cert_der: bytes,
+    cert_hash: bytes,
     at: datetime,
     revoked: frozenset[int] = frozenset(),
     step_budget: int = STEP_BUDGET_DEFAULT,
 ) -> EndorserOutcome:
-    """Check, simulate and (on success) sign *signed*; see the module docstring."""
+    """Check, simulate and (on success) sign *signed*; see the module docstring.
+    *cert_hash* is the SHA-256 of this endorser's node certificate, which its endorsement
+    names it by."""
     proposal = signed.proposal
     if proposal.network_id != network.network_id:
         raise FieldError("proposal", "network_id", "names another network")
@@ -150,4 +151,4 @@ def endorse(
     if sim.status != 200:
         return EndorserOutcome(response, None)
     signature = trust.signatures.sign(key, encode(response))
-    return EndorserOutcome(response, Endorsement(cert_hash=sha256(cert_der), signature=signature))
+    return EndorserOutcome(response, Endorsement(cert_hash=cert_hash, signature=signature))

@@ -254,9 +254,8 @@ async def run_load(
                 conn = mine[turn % len(mine)]
                 turn += 1
                 try:
-                    async with asyncio.timeout(
-                        REQUEST_TIMEOUT_S
-                    ):  # no task per request, as wait_for makes
+                    # A timeout context, not wait_for: no task per request.
+                    async with asyncio.timeout(REQUEST_TIMEOUT_S):
                         status, answer = await conn.post(body)
                 except REQUEST_ERRORS:
                     conn.close()

@@ -60,6 +60,7 @@ from protocol.block import (
 from protocol.codec import decode, encode
 from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import RemoteError, check_invariant
+from protocol.hashing import sha256
 from protocol.ordering import ChainPoint, ForwardEnvelope
 from protocol.raft import (
     ADD_LEARNER,
@@ -162,6 +163,7 @@ class OrderingNode:
         self.trust = trust
         self.key = key
         self.cert_der = cert_der
+        self._cert_hash = sha256(cert_der)  # what this node's endorsements name it by
         self.metrics = metrics
         self.contracts = contracts or ContractRegistry()
         self.validator = BlockValidator(stores, trust, network.orgs)
@@ -963,7 +965,7 @@ class OrderingNode:
             registry=self.contracts,
             state=state,
             key=self.key,
-            cert_der=self.cert_der,
+            cert_hash=self._cert_hash,
             at=datetime.now(UTC),
             revoked=self.validator.revoked,
             step_budget=step_budget,

@@ -177,6 +177,20 @@ async def raw_stream(
         yield ws
 
 
+@contextlib.asynccontextmanager
+async def ministry_with_raw_stream(
+    net: InitialisedNetwork,
+) -> AsyncIterator[tuple[Member, aiohttp.ClientWebSocketResponse]]:
+    """The ministry's transport alone, and a raw stream to it with northgate's certificate
+    (what a misbehaving member would write), within the test timeout."""
+    async with (
+        asyncio.timeout(TEST_TIMEOUT_S),
+        Member(net, "ministry", []) as a,
+        raw_stream(member_client_ctx(net, "northgate"), a) as ws,
+    ):
+        yield a, ws
+
+
 def assert_no_sentinel(caplog: pytest.LogCaptureFixture) -> None:
     assert SENTINEL not in caplog.text
     for record in caplog.records:
@@ -562,12 +576,7 @@ async def test_bad_frame_is_dropped_counted_logged_without_payload_and_node_keep
     caplog.set_level(logging.INFO, logger="medledger")
     reason, make = BAD_FRAMES[shape]
     frame = make()
-    ctx = member_client_ctx(local_network, "northgate")
-    async with (
-        asyncio.timeout(TEST_TIMEOUT_S),
-        Member(local_network, "ministry", []) as a,
-        raw_stream(ctx, a) as ws,
-    ):
+    async with ministry_with_raw_stream(local_network) as (a, ws):
         if isinstance(frame, str):
             await ws.send_str(frame)
         else:
@@ -642,14 +651,9 @@ async def test_a_batch_delivers_its_good_messages_in_order_and_drops_its_bad_one
     local_network: InitialisedNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="medledger")
-    ctx = member_client_ctx(local_network, "northgate")
     first, last = ping("northgate", "ministry", b"first"), ping("northgate", "ministry", b"last")
     forged = ping("riverside", "ministry", SENTINEL.encode())
-    async with (
-        asyncio.timeout(TEST_TIMEOUT_S),
-        Member(local_network, "ministry", []) as a,
-        raw_stream(ctx, a) as ws,
-    ):
+    async with ministry_with_raw_stream(local_network) as (a, ws):
         await ws.send_bytes(
             batch(
                 codec.encode(first),
@@ -669,12 +673,7 @@ async def test_a_batch_delivers_its_good_messages_in_order_and_drops_its_bad_one
 async def test_a_batch_of_bad_messages_counts_each_toward_the_stream_limit(
     local_network: InitialisedNetwork,
 ) -> None:
-    ctx = member_client_ctx(local_network, "northgate")
-    async with (
-        asyncio.timeout(TEST_TIMEOUT_S),
-        Member(local_network, "ministry", []) as a,
-        raw_stream(ctx, a) as ws,
-    ):
+    async with ministry_with_raw_stream(local_network) as (a, ws):
         await ws.send_bytes(batch(*[b"\xc1"] * (2 * FRAME_DROPS_PER_STREAM_MAX)))
         closing = await ws.receive()
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -83,12 +83,20 @@ async def test_an_endorsement_comes_back_to_the_gateway() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_refusal_keeps_its_reason() -> None:
-    def refuse(proposal: bytes, step_budget: int) -> bytes:
-        raise RemoteError("contract 'x' raised ValueError")
+@pytest.mark.parametrize(
+    ("raised", "answer"),
+    [
+        (RemoteError("contract 'x' raised ValueError"), r"^contract 'x' raised ValueError$"),
+        (KeyError("a bug"), r"^the endorser failed$"),  # ours: the reason stays in the log
+    ],
+    ids=["refusal-keeps-its-reason", "bug-is-answered-as-failed"],
+)
+async def test_an_inline_call_that_raises_is_answered(raised: Exception, answer: str) -> None:
+    def endorse(proposal: bytes, step_budget: int) -> bytes:
+        raise raised
 
-    pair = Pair(refuse)
-    with pytest.raises(RemoteError, match=r"^contract 'x' raised ValueError$"):
+    pair = Pair(endorse)
+    with pytest.raises(RemoteError, match=answer):
         await pair.gateway.ask("e", b"p", timeout_s=5)
 
 
@@ -151,13 +159,3 @@ async def test_a_burst_of_inline_calls_is_answered_whole(monkeypatch: pytest.Mon
     assert await asyncio.gather(*asks) == [REPLY] * 20
     assert pair.links["e"].metrics.value("endorse_link_busy") == 0
     assert pair.links["e"].metrics.value("endorse_link_requests") == 20
-
-
-@pytest.mark.asyncio
-async def test_a_failing_inline_call_is_answered_as_failed() -> None:
-    def broken(proposal: bytes, step_budget: int) -> bytes:
-        raise KeyError("a bug")
-
-    pair = Pair(broken)
-    with pytest.raises(RemoteError, match=r"^the endorser failed$"):
-        await pair.gateway.ask("e", b"p", timeout_s=5)

@@ -26,6 +26,7 @@ from node.metrics import Metrics
 from protocol.codec import encode
 from protocol.config import ContractPin
 from protocol.errors import CertificateError, FieldError, SignatureError
+from protocol.hashing import sha256
 from protocol.transaction import Proposal, SignedProposal, Transaction
 from storage.memory import MemoryKV
 from storage.state import WorldState
@@ -71,7 +72,7 @@ def run(world: World, sp: SignedProposal, node: str = "northgate", **kw):
         registry=world.registry,  # type: ignore[attr-defined]
         state=WorldState(MemoryKV()),
         key=world.keys[node],
-        cert_der=world.cert(node),
+        cert_hash=sha256(world.cert(node)),
         at=AT,
         **kw,
     )
@@ -168,7 +169,7 @@ def test_a_contract_whose_code_differs_from_the_pin_is_refused(world: World) -> 
             registry=world.registry,  # type: ignore[attr-defined]
             state=WorldState(MemoryKV()),
             key=world.keys["northgate"],
-            cert_der=world.cert("northgate"),
+            cert_hash=sha256(world.cert("northgate")),
             at=AT,
         )
 
