@@ -205,7 +205,7 @@ def show(
     """Show SUBJECT's on-chain record; exit 1 if there is none."""
     try:
         admin = Caller.open(network, node, *admin_identity(network, org, passphrase_env))
-        response = admin.evaluate("registry", "show", (subject.encode("utf-8"),)).response
+        response, _ = admin.evaluate("registry", "show", (subject.encode("utf-8"),))
     except MedledgerError as e:
         fail(str(e))
     if response.status != 200:

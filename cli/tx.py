@@ -45,6 +45,7 @@ from protocol.transaction import (
     EndorseReply,
     Envelope,
     Proposal,
+    ProposalResponse,
     SignedProposal,
     Transaction,
 )
@@ -104,10 +105,9 @@ def query(
     contract answered 200."""
     try:
         caller = Caller.open(network, node, *signer(network, org, identity, passphrase_env))
-        reply = caller.evaluate(contract, function, _utf8(args))
+        response, endorsed = caller.evaluate(contract, function, _utf8(args))
     except MedledgerError as e:
         fail(str(e))
-    response = reply.response
     result = readable(response.result)
     if as_json:
         click.echo(
@@ -117,7 +117,7 @@ def query(
                     "status": response.status,
                     "message": response.message,
                     "result": result,
-                    "endorsed": bool(reply.endorsements),
+                    "endorsed": endorsed,
                 }
             )
         )
@@ -229,11 +229,14 @@ class Caller:
         """A caller signing with *key* through *node* (default: the first hospital peer)."""
         return cls(*peer_client(network, node), network_id_of(network), key, cert)
 
-    def evaluate(self, contract: str, function: str, args: tuple[bytes, ...]) -> EndorseReply:
-        """The peer's simulation of CONTRACT FUNCTION ARGS; nothing is ordered."""
-        return decode(
-            self.client.endorse(encode(self._signed(contract, function, args))), EndorseReply
-        )
+    def evaluate(
+        self, contract: str, function: str, args: tuple[bytes, ...]
+    ) -> tuple[ProposalResponse, bool]:
+        """The peer's simulation of CONTRACT FUNCTION ARGS, and whether it endorsed it;
+        nothing is ordered."""
+        raw = self.client.endorse(encode(self._signed(contract, function, args)))
+        reply = decode(raw, EndorseReply)
+        return reply.decoded_response(), bool(reply.endorsements)
 
     def invoke(
         self, contract: str, function: str, args: tuple[bytes, ...]

@@ -68,9 +68,10 @@ class EndorseLink:
         self._waiting: dict[int, tuple[str, asyncio.Future[EndorseAnswer]]] = {}
         self._serving = 0
 
-    async def ask(self, member_id: str, proposal: bytes, timeout_s: float) -> EndorseReply:
-        """*member_id*'s EndorseReply for *proposal*; RemoteError with its reason if it
-        refused, TimeoutError past *timeout_s*, EndorserGone if no stream is up to it."""
+    def request(self, member_id: str, proposal: bytes) -> tuple[int, asyncio.Future[EndorseAnswer]]:
+        """Send *proposal* to *member_id*: the request id and the future its answer will
+        complete (:meth:`forget` the id once done waiting). EndorserGone if no stream is up
+        to it. A fan-out waits on these futures together, without a task per endorser."""
         if member_id not in self._connected():
             raise EndorserGone(member_id)
         request_id = next(self._ids)
@@ -85,13 +86,25 @@ class EndorseLink:
                     proposal=proposal,
                 )
             )
+        except BaseException:
+            self.forget(request_id)
+            raise
+        return request_id, answer
+
+    def forget(self, request_id: int) -> None:
+        """Stop waiting for *request_id*'s answer (a late one is counted as unexpected)."""
+        self._waiting.pop(request_id, None)
+
+    async def ask(self, member_id: str, proposal: bytes, timeout_s: float) -> EndorseReply:
+        """*member_id*'s EndorseReply for *proposal*; RemoteError with its reason if it
+        refused, TimeoutError past *timeout_s*, EndorserGone if no stream is up to it."""
+        request_id, answer = self.request(member_id, proposal)
+        try:
             async with asyncio.timeout(timeout_s):
                 got = await answer
         finally:
-            self._waiting.pop(request_id, None)
-        if not got.reply:
-            raise RemoteError(got.refusal or f"{member_id} refused without a reason")
-        return decode(got.reply, EndorseReply)
+            self.forget(request_id)
+        return reply_of(member_id, got)
 
     def on_message(self, sender: str, msg: object) -> None:
         """A peer's EndorseRequest or EndorseAnswer (the transport checked *sender*)."""
@@ -162,3 +175,11 @@ def _fit(reason: str) -> str:
     """*reason* cut to what a refusal field holds (UTF-8 bytes, whole characters)."""
     raw = reason.encode("utf-8", "replace")[: limits.REASON_CHARS_MAX]
     return raw.decode("utf-8", "ignore")
+
+
+def reply_of(member_id: str, answer: EndorseAnswer) -> EndorseReply:
+    """The EndorseReply in *member_id*'s *answer*; RemoteError with its reason if it refused
+    (or if the reply does not decode)."""
+    if not answer.reply:
+        raise RemoteError(answer.refusal or f"{member_id} refused without a reason")
+    return decode(answer.reply, EndorseReply)

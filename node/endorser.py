@@ -90,9 +90,11 @@ async def run_endorsement(
 
 @dataclass(frozen=True, slots=True)
 class EndorserOutcome:
-    """The response, and this endorser's signature over it when the call succeeded."""
+    """The response, its canonical bytes (what the endorsement signs), and this endorser's
+    signature over them when the call succeeded."""
 
     response: ProposalResponse
+    response_bytes: bytes
     endorsement: Endorsement | None
 
 
@@ -148,7 +150,10 @@ def endorse(
         rw_set=sim.rw_set,
         events=sim.events,
     )
+    response_bytes = encode(response)
     if sim.status != 200:
-        return EndorserOutcome(response, None)
-    signature = trust.signatures.sign(key, encode(response))
-    return EndorserOutcome(response, Endorsement(cert_hash=cert_hash, signature=signature))
+        return EndorserOutcome(response, response_bytes, None)
+    signature = trust.signatures.sign(key, response_bytes)
+    return EndorserOutcome(
+        response, response_bytes, Endorsement(cert_hash=cert_hash, signature=signature)
+    )

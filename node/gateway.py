@@ -23,6 +23,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 
@@ -34,7 +35,7 @@ from consensus.endorse import (
     gather,
 )
 from identity.validate import TrustStore
-from node.endorse_link import EndorseLink, EndorserGone
+from node.endorse_link import EndorseLink, EndorserGone, reply_of
 from node.endorser import run_endorsement
 from node.logs import event
 from node.metrics import Metrics
@@ -42,6 +43,7 @@ from protocol import limits
 from protocol.codec import decode, encode
 from protocol.config import MemberConfig, NetworkConfig
 from protocol.errors import RemoteError
+from protocol.ordering import EndorseAnswer
 from protocol.transaction import EndorseReply, SignedProposal, Transaction
 
 log = logging.getLogger("medledger.gateway")
@@ -106,29 +108,24 @@ class Gateway:
         """The prepared Transaction's canonical bytes for the signed proposal *raw*."""
         signed = decode(raw, SignedProposal)
         members = endorsing_members(self._network())
-        session = self._client_session()
-        answers = await asyncio.gather(
-            *(self._ask(session, m, raw, signed) for m in members), return_exceptions=True
-        )
+        answers = await self._ask_all(members, raw, signed)
         replies: list[Reply] = []
-        decoded: dict[str, EndorseReply] = {}
+        answered: dict[str, EndorseReply] = {}
         refusals: dict[str, str] = {}
-        for member, answer in zip(members, answers, strict=True):
+        for member in members:
+            answer = answers[member.node_id]
             if isinstance(answer, RemoteError):
                 refusals[member.node_id] = str(answer)
             if isinstance(answer, BaseException):
                 continue  # missing: refused, unreachable or too slow
-            decoded[member.node_id] = answer
-            response = encode(answer.response)
-            replies.append(
-                Reply(member.node_id, response, self._signed_by(member, answer, response))
-            )
+            answered[member.node_id] = answer
+            replies.append(Reply(member.node_id, answer.response, self._signed_by(member, answer)))
         outcome = gather(replies, [m.node_id for m in members])
         if outcome.diverging:
             self.metrics.inc("gateway_diverging_endorsers", len(outcome.diverging))
             event(log, logging.WARNING, "gateway.diverging", endorsers=",".join(outcome.diverging))
         if outcome.response is None:
-            refusal = self._common_refusal(decoded)
+            refusal = self._common_refusal(answered)
             if refusal is not None:
                 raise QuorumNotReached(refusal)
             reasons = set(refusals.values())
@@ -140,35 +137,71 @@ class Gateway:
                 f" diverging: {', '.join(outcome.diverging) or 'none'};"
                 f" no answer: {', '.join(outcome.missing) or 'none'}"
             )
-        agreed = decoded[outcome.agreeing[0]].response
-        endorsements = tuple(decoded[n].endorsements[0] for n in outcome.agreeing[: outcome.needed])
+        try:
+            agreed = answered[outcome.agreeing[0]].decoded_response()
+        except RemoteError as e:
+            raise QuorumNotReached(
+                f"the endorsers agreed on bytes that are no response: {e}"
+            ) from None
+        endorsements = tuple(
+            answered[n].endorsements[0] for n in outcome.agreeing[: outcome.needed]
+        )
         self.metrics.inc("gateway_endorsed")
         return encode(
             Transaction(proposal=signed.proposal, response=agreed, endorsements=endorsements)
         )
 
-    async def _ask(
-        self,
-        session: aiohttp.ClientSession,
-        member: MemberConfig,
-        raw: bytes,
-        signed: SignedProposal,
-    ) -> EndorseReply:
-        if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
-            # On the event loop: first let the other asks send their requests (they start
-            # in the same pass as this one), so the others simulate while this node does.
-            await asyncio.sleep(0)
-            return await run_endorsement(self._endorse_locally, signed, metrics=self.metrics)
-        if self._link is not None:
-            try:
-                reply = await self._link.ask(member.node_id, raw, self.deadline_s)
-            except EndorserGone:
-                self.metrics.inc("gateway_endorse_over_https")
-            else:
-                self.metrics.inc("gateway_endorse_over_stream")
-                return reply
+    async def _ask_all(
+        self, members: tuple[MemberConfig, ...], raw: bytes, signed: SignedProposal
+    ) -> dict[str, EndorseReply | BaseException]:
+        """Every member's reply to *raw* (or why there is none), within the deadline.
+
+        The other endorsers are asked first (over their streams, or HTTPS while a stream is
+        down), then this node's own endorser runs while they simulate; their answers are
+        futures waited on together, not a task per endorser."""
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
+        pending: dict[str, asyncio.Future[Any]] = {}
+        requests: list[int] = []
+        ask_self = False
+        for member in members:
+            if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
+                ask_self = True
+                continue
+            if self._link is not None:
+                try:
+                    request_id, pending[member.node_id] = self._link.request(member.node_id, raw)
+                except EndorserGone:
+                    self.metrics.inc("gateway_endorse_over_https")
+                else:
+                    self.metrics.inc("gateway_endorse_over_stream")
+                    requests.append(request_id)
+                    continue
+            pending[member.node_id] = asyncio.ensure_future(self._ask_over_https(member, raw))
+        answers: dict[str, EndorseReply | BaseException] = {}
+        try:
+            if ask_self:
+                try:
+                    answers[self.node_id] = await run_endorsement(
+                        self._endorse_locally, signed, metrics=self.metrics
+                    )
+                except Exception as error:  # a refusal, as a peer's would be
+                    answers[self.node_id] = error
+            if pending:
+                left = deadline - asyncio.get_running_loop().time()
+                await asyncio.wait(pending.values(), timeout=max(left, 0))
+        finally:
+            for request_id in requests:
+                self._link.forget(request_id)  # type: ignore[union-attr]
+            for waiting in pending.values():
+                waiting.cancel()  # no-op once done
+        for node_id, waiting in pending.items():
+            answers[node_id] = _answer_of(node_id, waiting)
+        return answers
+
+    async def _ask_over_https(self, member: MemberConfig, raw: bytes) -> EndorseReply:
         url = f"https://{member.host}:{member.api_port}/v1/endorse"
         headers = {"Content-Type": "application/msgpack"}
+        session = self._client_session()
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:
             body = await resp.read()
             if resp.status != 200:
@@ -177,9 +210,9 @@ class Gateway:
                 )
             return decode(body, EndorseReply)
 
-    def _signed_by(self, member: MemberConfig, answer: EndorseReply, response: bytes) -> bool:
-        """Whether *answer* carries *member*'s own valid endorsement of its *response* bytes, by a
-        certificate that is not revoked (validators would not count it either)."""
+    def _signed_by(self, member: MemberConfig, answer: EndorseReply) -> bool:
+        """Whether *answer* carries *member*'s own valid endorsement of its response bytes, by
+        a certificate that is not revoked (validators would not count it either)."""
         if len(answer.endorsements) != 1:
             return False
         endorsement = answer.endorsements[0]
@@ -190,7 +223,7 @@ class Gateway:
             check_endorsement(
                 endorsement,
                 member,
-                response,
+                answer.response,
                 self._trust(),
                 at=datetime.now(UTC),
                 revoked=self._revoked(),
@@ -200,9 +233,15 @@ class Gateway:
         return True
 
     @staticmethod
-    def _common_refusal(decoded: dict[str, EndorseReply]) -> str | None:
+    def _common_refusal(answered: dict[str, EndorseReply]) -> str | None:
         """The contract's message when the endorsers that answered all refused alike."""
-        refusals = {(r.response.status, r.response.message) for r in decoded.values()}
+        refusals = set()
+        for reply in answered.values():
+            try:
+                response = reply.decoded_response()
+            except RemoteError:
+                return None  # not a response at all: no common refusal
+            refusals.add((response.status, response.message))
         if len(refusals) == 1:
             status, message = next(iter(refusals))
             if status != 200:
@@ -217,3 +256,19 @@ def _refusal_reason(body: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return reason[: limits.REASON_CHARS_MAX] if isinstance(reason, str) else None
+
+
+def _answer_of(node_id: str, waiting: asyncio.Future[Any]) -> EndorseReply | BaseException:
+    """What a finished (or abandoned) ask came to: the reply, or why there is none."""
+    if waiting.cancelled():
+        return TimeoutError(f"{node_id} did not answer in time")
+    error = waiting.exception()
+    if error is not None:
+        return error
+    result = waiting.result()
+    if isinstance(result, EndorseAnswer):
+        try:
+            return reply_of(node_id, result)
+        except RemoteError as refused:
+            return refused
+    return result  # type: ignore[no-any-return]

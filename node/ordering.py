@@ -971,22 +971,22 @@ class OrderingNode:
             step_budget=step_budget,
         )
         self.metrics.inc("endorser_proposals")
-        response = outcome.response
+        if self._endorser_fault and outcome.endorsement is not None:
+            return self._lie(outcome.response, outcome.endorsement)
         endorsements = () if outcome.endorsement is None else (outcome.endorsement,)
-        if self._endorser_fault and endorsements:
-            response, endorsements = self._lie(response, endorsements[0])
-        return EndorseReply(response=response, endorsements=endorsements)
+        return EndorseReply(response=outcome.response_bytes, endorsements=endorsements)
 
-    def _lie(
-        self, response: ProposalResponse, endorsement: Endorsement
-    ) -> tuple[ProposalResponse, tuple[Endorsement, ...]]:
+    def _lie(self, response: ProposalResponse, endorsement: Endorsement) -> EndorseReply:
         """What a faulty endorser (failpoints.endorser_fault, tests only) answers instead."""
         if self._endorser_fault == "result":
             response = dataclasses.replace(response, result=response.result + b" (altered)")
             signature = self.key.sign(encode(response))  # a liar signs its own lie validly
         else:
             signature = self.key.sign(b"not the response")
-        return response, (dataclasses.replace(endorsement, signature=signature),)
+        return EndorseReply(
+            response=encode(response),
+            endorsements=(dataclasses.replace(endorsement, signature=signature),),
+        )
 
     def health(self) -> dict[str, Any]:
         return {

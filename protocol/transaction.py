@@ -12,7 +12,7 @@ signs into an :class:`Envelope`. ``tx_id = sha256(nonce || creator)``.
 from __future__ import annotations
 
 from protocol import limits
-from protocol.codec import encode, field, message
+from protocol.codec import decode, encode, field, message
 from protocol.errors import FieldError
 from protocol.hashing import sha256, tx_id_of
 
@@ -109,11 +109,20 @@ class Endorsement:
 
 @message("endorse_reply")
 class EndorseReply:
-    """An endorser's answer to a signed proposal: its response, and its endorsement when the
-    contract answered 200 (none for a refusal or an unknown function)."""
+    """An endorser's answer to a signed proposal: its response, as the canonical bytes its
+    endorsement signs, and that endorsement when the contract answered 200 (none for a
+    refusal or an unknown function).
 
-    response: ProposalResponse
+    The response travels as the signed bytes themselves, so that a gateway compares
+    endorsers' answers and checks their signatures without decoding and re-encoding each,
+    and decodes only the one a quorum agreed on (:meth:`decoded_response`)."""
+
+    response: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)
     endorsements: tuple[Endorsement, ...] = field(max_len=1)
+
+    def decoded_response(self) -> ProposalResponse:
+        """The response these bytes encode (a RemoteError if they are not one)."""
+        return decode(self.response, ProposalResponse, max_bytes=limits.ENVELOPE_BYTES_MAX)
 
 
 @message("transaction")

@@ -134,7 +134,9 @@ transactions = st.builds(
 )
 envelopes = st.builds(Envelope, transaction=transactions, signature=signatures)
 endorse_replies = st.builds(
-    EndorseReply, response=proposal_responses, endorsements=_tuples(endorsements, max_size=1)
+    EndorseReply,
+    response=proposal_responses.map(encode),
+    endorsements=_tuples(endorsements, max_size=1),
 )
 
 # --- network configuration ------------------------------------------------------------------

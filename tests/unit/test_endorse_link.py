@@ -22,13 +22,15 @@ from protocol.ordering import EndorseAnswer
 from protocol.transaction import EndorseReply, ProposalResponse, RwSet
 
 REPLY = EndorseReply(
-    response=ProposalResponse(
-        proposal_hash=bytes(32),
-        status=200,
-        message="",
-        result=b"ok",
-        rw_set=RwSet(reads=(), writes=()),
-        events=(),
+    response=encode(
+        ProposalResponse(
+            proposal_hash=bytes(32),
+            status=200,
+            message="",
+            result=b"ok",
+            rw_set=RwSet(reads=(), writes=()),
+            events=(),
+        )
     ),
     endorsements=(),
 )

@@ -1,19 +1,24 @@
-"""The gateway's check of each endorser's reply (node.gateway): only the member's own
-endorsement, verifying over the response, by a certificate that is not revoked, counts."""
+"""The gateway (node.gateway): only a member's own endorsement, verifying over the response,
+by a certificate that is not revoked, counts; an endorser that does not answer by the
+deadline is left out (the others can still make the quorum) and its request forgotten."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 import ssl
 
 import pytest
 
-from node.gateway import Gateway
+from node.gateway import Gateway, QuorumNotReached
 from node.metrics import Metrics
-from protocol.codec import encode
+from protocol.codec import decode, encode
 from protocol.config import MemberConfig
-from protocol.transaction import EndorseReply
-from tests.unit.endorsed_world import World, make_world
+from protocol.hashing import sha256
+from protocol.ordering import EndorseAnswer
+from protocol.transaction import EndorseReply, SignedProposal, Transaction
+from tests.unit.endorsed_world import HOSPITALS, World, make_world
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +40,11 @@ def _gateway(world: World, revoked: frozenset[int] = frozenset()) -> Gateway:
 
 def _reply(world: World, node: str) -> EndorseReply:
     tx = world.transaction((node,))
-    return EndorseReply(response=tx.response, endorsements=tx.endorsements)
+    return EndorseReply(response=encode(tx.response), endorsements=tx.endorsements)
 
 
 def _signed_by(gateway: Gateway, member: MemberConfig, reply: EndorseReply) -> bool:
-    return gateway._signed_by(member, reply, encode(reply.response))
+    return gateway._signed_by(member, reply)
 
 
 def test_a_members_own_valid_endorsement_counts(world: World) -> None:
@@ -61,3 +66,80 @@ def test_another_members_forged_or_revoked_endorsement_does_not(world: World) ->
     assert not _signed_by(gateway, member, dataclasses.replace(reply, endorsements=()))
     revoked = _gateway(world, frozenset({world.serials["riverside"]}))
     assert not _signed_by(revoked, member, reply)
+
+
+class _Link:
+    """The endorse link as the gateway uses it: each request is answered at once with the
+    endorser's reply, except by the *silent* ones, which never answer."""
+
+    def __init__(self, replies: dict[str, EndorseReply], silent: frozenset[str]) -> None:
+        self.replies = replies
+        self.silent = silent
+        self.waiting: dict[int, asyncio.Future[EndorseAnswer]] = {}
+        self._ids = itertools.count()
+
+    def request(self, member_id: str, proposal: bytes) -> tuple[int, asyncio.Future[EndorseAnswer]]:
+        request_id = next(self._ids)
+        answer: asyncio.Future[EndorseAnswer] = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = answer
+        if member_id not in self.silent:
+            reply = encode(self.replies[member_id])
+            answer.set_result(
+                EndorseAnswer(
+                    sender=member_id,
+                    recipient="northgate",
+                    request_id=request_id,
+                    reply=reply,
+                    refusal="",
+                )
+            )
+        return request_id, answer
+
+    def forget(self, request_id: int) -> None:
+        del self.waiting[request_id]
+
+
+async def _fan_out(world: World, silent: frozenset[str]) -> tuple[bytes, _Link]:
+    """What northgate's gateway answers when the *silent* endorsers never reply."""
+    tx = world.transaction(HOSPITALS)  # every hospital endorsed the same response
+    replies = {
+        node: EndorseReply(response=encode(tx.response), endorsements=(endorsement,))
+        for node, endorsement in zip(HOSPITALS, tx.endorsements, strict=True)
+    }
+    link = _Link(replies, silent)
+    gateway = Gateway(
+        node_id="northgate",
+        network=lambda: world.config,
+        trust=lambda: world.trust,
+        endorse_locally=lambda signed, step_budget: replies["northgate"],
+        client_ctx=ssl.create_default_context(),
+        metrics=Metrics(),
+        deadline_s=0.2,
+        link=link,  # type: ignore[arg-type]
+    )
+    signed = SignedProposal(
+        proposal=tx.proposal, signature=world.creator_key.sign(encode(tx.proposal))
+    )
+    try:
+        return await gateway.endorse(encode(signed)), link
+    finally:
+        assert not link.waiting  # every request forgotten, answered or not
+
+
+@pytest.mark.asyncio
+async def test_one_silent_endorser_is_left_out_at_the_deadline(world: World) -> None:
+    prepared, _ = await _fan_out(world, frozenset({"riverside"}))
+    tx = decode(prepared, Transaction)
+    named = {sha256(world.cert(node)): node for node in HOSPITALS}
+    assert sorted(named[e.cert_hash] for e in tx.endorsements) == [
+        "northgate",
+        "stmarys",
+        "westfield",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_two_silent_endorsers_leave_no_quorum_and_are_named(world: World) -> None:
+    with pytest.raises(QuorumNotReached) as refused:
+        await _fan_out(world, frozenset({"riverside", "westfield"}))
+    assert "no answer: riverside, westfield" in str(refused.value)
