@@ -1,10 +1,12 @@
 # medledger: `make run` brings up the local network, `make test` runs the whole suite.
 # Both install what they need first (Debian packages, a .venv, the Python packages).
 
-PYTHON ?= python3
+# The distribution's optimised python3 when it is recent enough (see deploy/pick-python.sh).
+PYTHON ?= $(shell bash deploy/pick-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per interpreter: choosing another one rebuilds the .venv with it.
+STAMP := $(VENV)/.installed-$(subst /,_,$(PYTHON))
 NETWORK ?= var/local
 SEEDS ?= 10000
 SIM_FLAGS ?=
@@ -46,10 +48,10 @@ clean:
 	rm -rf $(VENV) var
 
 deps:
-	@bash deploy/install-debian-deps.sh
+	@PYTHON=$(PYTHON) bash deploy/install-debian-deps.sh
 
-$(STAMP): pyproject.toml deploy/install-debian-deps.sh
-	@bash deploy/install-debian-deps.sh
-	$(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml deploy/install-debian-deps.sh deploy/pick-python.sh
+	@PYTHON=$(PYTHON) bash deploy/install-debian-deps.sh
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
