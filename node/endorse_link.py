@@ -43,7 +43,7 @@ class EndorserGone(Exception):
 
 
 class EndorseLink:
-    """One member's side: asks other endorsers (:meth:`ask`) and answers them
+    """One member's side: asks other endorsers (:meth:`request`) and answers them
     (:meth:`on_message` with their requests)."""
 
     def __init__(
@@ -94,17 +94,6 @@ class EndorseLink:
     def forget(self, request_id: int) -> None:
         """Stop waiting for *request_id*'s answer (a late one is counted as unexpected)."""
         self._waiting.pop(request_id, None)
-
-    async def ask(self, member_id: str, proposal: bytes, timeout_s: float) -> EndorseReply:
-        """*member_id*'s EndorseReply for *proposal*; RemoteError with its reason if it
-        refused, TimeoutError past *timeout_s*, EndorserGone if no stream is up to it."""
-        request_id, answer = self.request(member_id, proposal)
-        try:
-            async with asyncio.timeout(timeout_s):
-                got = await answer
-        finally:
-            self.forget(request_id)
-        return reply_of(member_id, got)
 
     def on_message(self, sender: str, msg: object) -> None:
         """A peer's EndorseRequest or EndorseAnswer (the transport checked *sender*)."""

@@ -13,7 +13,7 @@ import pytest
 
 from chaincode.runtime import STEP_BUDGET_DEFAULT
 from node import endorse_link
-from node.endorse_link import BUSY, EndorseLink, EndorserGone
+from node.endorse_link import BUSY, EndorseLink, EndorserGone, reply_of
 from node.endorser import ProposalTooCostly
 from node.metrics import Metrics
 from protocol.codec import encode
@@ -64,6 +64,17 @@ class Pair:
         return self.links["g"]
 
 
+async def ask(link: EndorseLink, *, timeout_s: float) -> EndorseReply:
+    """What the gateway does with one endorser: request, wait up to *timeout_s*, forget."""
+    request_id, answer = link.request("e", b"p")
+    try:
+        async with asyncio.timeout(timeout_s):
+            got = await answer
+    finally:
+        link.forget(request_id)
+    return reply_of("e", got)
+
+
 def _held_until(release: threading.Event):  # type: ignore[no-untyped-def]
     """An endorse call too long for the event loop, which then answers REPLY on the worker
     thread it moved to once *release* is set."""
@@ -80,7 +91,7 @@ def _held_until(release: threading.Event):  # type: ignore[no-untyped-def]
 @pytest.mark.asyncio
 async def test_an_endorsement_comes_back_to_the_gateway() -> None:
     pair = Pair(lambda proposal, step_budget: encode(REPLY) if proposal == b"p" else b"")
-    assert await pair.gateway.ask("e", b"p", timeout_s=5) == REPLY
+    assert await ask(pair.gateway, timeout_s=5) == REPLY
     assert pair.links["e"].metrics.value("endorse_link_requests") == 1
 
 
@@ -99,14 +110,14 @@ async def test_an_inline_call_that_raises_is_answered(raised: Exception, answer:
 
     pair = Pair(endorse)
     with pytest.raises(RemoteError, match=answer):
-        await pair.gateway.ask("e", b"p", timeout_s=5)
+        await ask(pair.gateway, timeout_s=5)
 
 
 @pytest.mark.asyncio
 async def test_an_endorser_without_a_stream_is_gone() -> None:
     pair = Pair(lambda proposal, step_budget: encode(REPLY), connected=frozenset({"g"}))
     with pytest.raises(EndorserGone):
-        await pair.gateway.ask("e", b"p", timeout_s=5)
+        await ask(pair.gateway, timeout_s=5)
     assert pair.sent == []
 
 
@@ -115,7 +126,7 @@ async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
     release = threading.Event()
 
     pair = Pair(_held_until(release))
-    asking = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
+    asking = asyncio.create_task(ask(pair.gateway, timeout_s=5))
     await asyncio.sleep(0.05)
     # Someone else claims to answer request 0: not the member asked.
     impostor = EndorseAnswer(
@@ -130,7 +141,7 @@ async def test_a_late_answer_or_one_from_another_member_is_not_taken() -> None:
     # The deadline passes before the answer: TimeoutError, and the late answer is dropped.
     release.clear()
     with pytest.raises(TimeoutError):
-        await pair.gateway.ask("e", b"p", timeout_s=0.05)
+        await ask(pair.gateway, timeout_s=0.05)
     release.set()
     await asyncio.sleep(0.1)
     assert pair.gateway.metrics.value("endorse_link_answers_unexpected") == 2
@@ -142,10 +153,10 @@ async def test_past_its_limit_an_endorser_refuses_as_busy(monkeypatch: pytest.Mo
     release = threading.Event()
 
     pair = Pair(_held_until(release))
-    first = asyncio.create_task(pair.gateway.ask("e", b"p", timeout_s=5))
+    first = asyncio.create_task(ask(pair.gateway, timeout_s=5))
     await asyncio.sleep(0.05)
     with pytest.raises(RemoteError, match=BUSY):
-        await pair.gateway.ask("e", b"p", timeout_s=5)
+        await ask(pair.gateway, timeout_s=5)
     release.set()
     assert await first == REPLY
     assert pair.links["e"].metrics.value("endorse_link_busy") == 1
@@ -157,7 +168,7 @@ async def test_a_burst_of_inline_calls_is_answered_whole(monkeypatch: pytest.Mon
     SERVING_MAX (all of it delivered in one pass, as one TLS read delivers it) is not busy."""
     monkeypatch.setattr(endorse_link, "SERVING_MAX", 1)
     pair = Pair(lambda proposal, step_budget: encode(REPLY))
-    asks = [pair.gateway.ask("e", b"p", timeout_s=5) for _ in range(20)]
+    asks = [ask(pair.gateway, timeout_s=5) for _ in range(20)]
     assert await asyncio.gather(*asks) == [REPLY] * 20
     assert pair.links["e"].metrics.value("endorse_link_busy") == 0
     assert pair.links["e"].metrics.value("endorse_link_requests") == 20
