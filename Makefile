@@ -1,8 +1,11 @@
 # medledger: `make run` brings up the local network, `make test` runs the whole suite.
 # Both install what they need first (Debian packages, a .venv, the Python packages).
 
-# The distribution's optimised python3 when it is recent enough (see deploy/pick-python.sh).
-PYTHON ?= $(shell bash deploy/pick-python.sh)
+# The distribution's optimised python3 when it is recent enough (see deploy/pick-python.sh),
+# chosen once per make run (`:=`); PYTHON=... on the command line or in the environment wins.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell bash deploy/pick-python.sh)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 # One stamp per interpreter: choosing another one rebuilds the .venv with it.

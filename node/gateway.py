@@ -160,6 +160,7 @@ class Gateway:
         down), then this node's own endorser runs while they simulate; their answers are
         futures waited on together, not a task per endorser."""
         deadline = asyncio.get_running_loop().time() + self.deadline_s
+        link = self._link
         pending: dict[str, asyncio.Future[Any]] = {}
         requests: list[int] = []
         ask_self = False
@@ -167,9 +168,9 @@ class Gateway:
             if member.node_id == self.node_id:  # this node's own endorser: no HTTP, no codec
                 ask_self = True
                 continue
-            if self._link is not None:
+            if link is not None:
                 try:
-                    request_id, pending[member.node_id] = self._link.request(member.node_id, raw)
+                    request_id, pending[member.node_id] = link.request(member.node_id, raw)
                 except EndorserGone:
                     self.metrics.inc("gateway_endorse_over_https")
                 else:
@@ -191,7 +192,7 @@ class Gateway:
                 await asyncio.wait(pending.values(), timeout=max(left, 0))
         finally:
             for request_id in requests:
-                self._link.forget(request_id)  # type: ignore[union-attr]
+                link.forget(request_id)  # type: ignore[union-attr]  # requests imply a link
             for waiting in pending.values():
                 waiting.cancel()  # no-op once done
         for node_id, waiting in pending.items():
