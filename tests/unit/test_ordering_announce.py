@@ -1,0 +1,162 @@
+"""In what order a leader tells its followers that a block committed, driven in-process on
+a three-voter cluster whose followers are played by the test.
+
+A follower whose client waits for the block (it forwarded an envelope in it) hears first;
+when the leader's own clients wait for the block, the followers nobody waits on hear only
+after those clients are answered; every block's bookkeeping is gone once it committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from consensus.raft.core import Role
+from node.api import Committed
+from node.envelopes import opaque_envelope
+from node.genesis import build_genesis
+from node.metrics import Metrics
+from node.ordering import OrderingNode
+from node.store import install_genesis
+from protocol import limits
+from protocol.codec import encode
+from protocol.ordering import ForwardEnvelope
+from protocol.raft import AppendEntries, AppendResponse, VoteRequest, VoteResponse
+from storage.memory import MemoryKV
+from storage.schema import open_store
+from tests.unit.endorsed_world import World, make_world
+
+ME = "riverside"
+FIRST, LAST = "northgate", "stmarys"  # the followers, in the order Raft sends to them
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
+
+
+def _envelope(world: World) -> bytes:
+    return encode(
+        opaque_envelope(
+            os.urandom(32),
+            network_id=world.config.network_id,
+            key=world.creator_key,
+            cert_der=world.creator,
+            timestamp_ms=int(time.time() * 1000),
+        )
+    )
+
+
+def _ack(leader: OrderingNode, peer: str, index: int) -> None:
+    leader.on_message(
+        peer,
+        AppendResponse(
+            sender=peer,
+            recipient=ME,
+            term=leader.raft.term,
+            log_index=index,
+            reject=False,
+            hint_index=0,
+            hint_term=0,
+        ),
+    )
+
+
+def _elected(world: World, sent: list[object]) -> OrderingNode:
+    """A leader of (ME, FIRST, LAST) whose first entry both followers hold."""
+    stores = open_store(MemoryKV())
+    genesis = build_genesis(
+        world.config,
+        admin_key=world.creator_key,
+        admin_cert_der=world.creator,
+        signer_key=world.keys["ministry"],
+        signer_cert_der=world.cert("ministry"),
+        timestamp_ms=int(time.time() * 1000),
+        nonce=os.urandom(limits.NONCE_BYTES),
+    )
+    install_genesis(stores, genesis)
+    leader = OrderingNode(
+        node_id=ME,
+        network=world.config,
+        stores=stores,
+        trust=world.trust,
+        key=world.keys[ME],
+        cert_der=world.cert(ME),
+        metrics=Metrics(),
+        bootstrap_voters=(ME, FIRST, LAST),
+    )
+    leader.send = sent.append
+    leader.raft.campaign()
+    leader._drain()
+    for _ in range(2):  # the pre-vote, then the vote
+        request = next(m for m in sent if isinstance(m, VoteRequest) and m.recipient == FIRST)
+        sent.clear()
+        answer = VoteResponse(
+            sender=FIRST, recipient=ME, term=request.term, pre_vote=request.pre_vote, granted=True
+        )
+        leader.on_message(FIRST, answer)
+    assert leader.role is Role.LEADER
+    last = leader.raft.log.last_index()
+    _ack(leader, FIRST, last)
+    _ack(leader, LAST, last)
+    sent.clear()
+    return leader
+
+
+def _announcements(sent: list[object]) -> list[str]:
+    """The recipients of the appends in *sent* that carry only a commit index."""
+    return [m.recipient for m in sent if isinstance(m, AppendEntries) and not m.entries]
+
+
+@pytest.mark.asyncio
+async def test_the_follower_that_forwarded_an_envelope_hears_of_its_commit_first(
+    world: World,
+) -> None:
+    sent: list[object] = []
+    leader = _elected(world, sent)
+    leader.on_message(LAST, ForwardEnvelope(sender=LAST, recipient=ME, envelope=_envelope(world)))
+    index = leader.raft.log.last_index()
+    assert {m.recipient for m in sent if isinstance(m, AppendEntries) and m.entries} == {
+        FIRST,
+        LAST,
+    }
+    sent.clear()
+
+    _ack(leader, FIRST, index)  # a quorum with the leader: the block commits
+
+    assert _announcements(sent) == [LAST, FIRST]  # Raft's own order would be FIRST, LAST
+    await asyncio.sleep(0)  # the block's write
+    assert leader.stores.blocks.height == 2
+    assert leader._waiting_on == {} and leader._forwarders == {}
+
+
+@pytest.mark.asyncio
+async def test_followers_nobody_waits_on_hear_after_the_leaders_own_clients_are_answered(
+    world: World,
+) -> None:
+    sent: list[object] = []
+    leader = _elected(world, sent)
+    seen_on_answer: list[list[str]] = []
+
+    async def client() -> Committed:
+        committed = await leader.submit(_envelope(world))
+        seen_on_answer.append(_announcements(sent))  # where an API handler would answer
+        return committed
+
+    own = asyncio.ensure_future(client())
+    await asyncio.sleep(0)  # the request runs up to its wait: the block is cut and sent
+    index = leader.raft.log.last_index()
+    sent.clear()
+
+    _ack(leader, FIRST, index)
+    assert _announcements(sent) == []  # nobody forwarded: all of them wait for the answer
+
+    committed = await own
+    assert committed.block_number == 1
+    assert seen_on_answer == [[]]  # answered before any announcement went out
+    await asyncio.sleep(0)
+    assert _announcements(sent) == [FIRST, LAST]
+    assert leader._waiting_on == {} and leader._forwarders == {}
