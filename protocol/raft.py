@@ -155,7 +155,12 @@ def decode_membership(data: bytes) -> MembershipChange:
 
 @message("raft_append")
 class AppendEntries:
-    """MsgApp: entries after (log_index, log_term), and the leader's commit index."""
+    """MsgApp: entries after (log_index, log_term), and the leader's commit index.
+
+    ``ack`` false marks an append that only announces the commit index to a follower the
+    leader knows to hold everything up to log_index: accepting it tells the leader nothing,
+    so the follower answers it only if it rejects it.
+    """
 
     sender: str = field(max_len=_ID)
     recipient: str = field(max_len=_ID)
@@ -164,6 +169,7 @@ class AppendEntries:
     log_term: int = field(min=0)
     commit: int = field(min=0)
     entries: tuple[RaftEntry, ...] = field(max_len=RAFT_APPEND_ENTRIES_MAX)
+    ack: bool
 
     def check(self) -> None:
         _need_ids("raft_append", self)

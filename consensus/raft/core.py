@@ -868,7 +868,8 @@ class RaftNode:
             return
         last_new = log.maybe_append(msg.log_index, msg.log_term, msg.commit, msg.entries)
         if last_new is not None:
-            self._send_append_response(msg.sender, last_new)
+            if msg.ack:
+                self._send_append_response(msg.sender, last_new)
             return
         hint_index, hint_term = log.find_conflict_by_term(
             min(msg.log_index, log.last_index()), msg.log_term
@@ -999,6 +1000,13 @@ class RaftNode:
                 log_term=prev_term,
                 commit=log.committed,
                 entries=tuple(entries),
+                # A bare commit announcement to a follower that acknowledged everything up
+                # to it: accepting it could tell us nothing, so it answers only a rejection.
+                # (Not one to a follower whose answers to earlier appends are still due:
+                # if those were lost, this answer is what would bring its match up.)
+                ack=bool(entries)
+                or pr.state is not ProgressState.REPLICATE
+                or pr.match != prev_index,
             )
         )
         pr.sent_entries(prev_index + len(entries), len(entries), sum(len(e.data) for e in entries))

@@ -46,6 +46,8 @@ def message(m: RaftMessage) -> str:
         body = f"MsgApp Term:{m.term} Log:{m.log_term}/{m.log_index} Commit:{m.commit}"
         if m.entries:
             body += " Entries:[" + ", ".join(entry(e) for e in m.entries) + "]"
+        if not m.ack:
+            body += " NoAck"
     elif isinstance(m, AppendResponse):
         body = f"MsgAppResp Term:{m.term} Index:{m.log_index}"
         if m.reject:

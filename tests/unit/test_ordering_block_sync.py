@@ -97,6 +97,7 @@ def _append(member: OrderingNode, index: int, commit: int, block: Block | None) 
             log_term=1 if index > 1 or block is None else 0,
             commit=commit,
             entries=entries,
+            ack=True,
         ),
     )
 

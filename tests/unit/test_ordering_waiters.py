@@ -74,7 +74,14 @@ def _commit_block_of(member: OrderingNode, *txs: bytes) -> None:
     member.on_message(
         LEADER,
         AppendEntries(
-            sender=LEADER, recipient=ME, term=1, log_index=0, log_term=0, commit=1, entries=(entry,)
+            sender=LEADER,
+            recipient=ME,
+            term=1,
+            log_index=0,
+            log_term=0,
+            commit=1,
+            entries=(entry,),
+            ack=True,
         ),
     )
 

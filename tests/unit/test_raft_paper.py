@@ -10,6 +10,7 @@ are off unless a test turns them on, to match the paper.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -72,6 +73,7 @@ def append(
         log_term=log_term,
         commit=commit,
         entries=entries,
+        ack=True,
     )
 
 
@@ -357,6 +359,47 @@ def test_a_commit_announcement_rides_on_the_next_append_of_the_same_ready() -> N
         ("2", first + 1, ()),
         ("3", first + 1, ()),
     ]
+
+
+def test_a_bare_commit_announcement_to_a_caught_up_follower_wants_no_answer() -> None:
+    """Replication: an append that only announces the commit index to a follower that has
+    acknowledged everything up to it is marked ``ack=False``: accepting it could tell the
+    leader nothing. One to a follower whose acknowledgement is still due wants an answer
+    (if that acknowledgement was lost, this answer brings the follower's match up), and so
+    do appends with entries and appends to a follower being probed."""
+    node = leader_with_followers_caught_up()
+    _, index = node.propose(b"x")
+    sent = flush(node)
+    assert {(m.recipient, m.ack) for m in sent if isinstance(m, AppendEntries)} == {
+        ("2", True),
+        ("3", True),
+    }
+    node.step(app_resp("2", "1", 1, index))  # 3 has not acknowledged the entry yet
+    announcements = {
+        m.recipient: (m.entries, m.ack)
+        for m in flush(node)
+        if isinstance(m, AppendEntries) and m.commit == index
+    }
+    assert announcements == {"2": ((), False), "3": ((), True)}
+    node.step(dataclasses.replace(app_resp("3", "1", 1, index), reject=True, hint_index=index))
+    (probe,) = [m for m in flush(node) if isinstance(m, AppendEntries) and m.recipient == "3"]
+    assert node.progress["3"].state is ProgressState.PROBE and probe.ack
+
+
+@pytest.mark.parametrize("matches", [True, False])
+def test_a_follower_answers_an_unwanted_acknowledgement_only_to_reject_it(matches: bool) -> None:
+    """A follower accepting an ``ack=False`` append sends nothing back (it still applies the
+    commit); one whose log does not hold the previous entry rejects it as usual."""
+    node = make_node(store=store_with([1, 1], term=1))
+    announcement = dataclasses.replace(
+        append("2", "1", term=1, log_index=2 if matches else 3, log_term=1, commit=2), ack=False
+    )
+    node.step(announcement)
+    answers = [m for m in flush(node) if isinstance(m, AppendResponse)]
+    if matches:
+        assert answers == [] and node.log.committed == 2
+    else:
+        assert [(m.reject, m.log_index) for m in answers] == [(True, 3)]
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,14 @@ ENTRY = RaftEntry(index=4, term=2, data=normal_entry_data(b"block"))
 SNAP = RaftSnapshot(index=9, term=3, voters=("a", "b", "c"), learners=("d",), data=b"state")
 MESSAGES = [
     AppendEntries(
-        sender="a", recipient="b", term=2, log_index=3, log_term=1, commit=3, entries=(ENTRY,)
+        sender="a",
+        recipient="b",
+        term=2,
+        log_index=3,
+        log_term=1,
+        commit=3,
+        entries=(ENTRY,),
+        ack=True,
     ),
     AppendResponse(
         sender="b", recipient="a", term=2, log_index=3, reject=True, hint_index=2, hint_term=1
@@ -76,7 +83,14 @@ def test_ids_must_not_be_empty() -> None:
 def test_append_entries_must_follow_log_index() -> None:
     with pytest.raises(FieldError, match="contiguous"):
         AppendEntries(
-            sender="a", recipient="b", term=2, log_index=1, log_term=1, commit=0, entries=(ENTRY,)
+            sender="a",
+            recipient="b",
+            term=2,
+            log_index=1,
+            log_term=1,
+            commit=0,
+            entries=(ENTRY,),
+            ack=True,
         )
 
 
