@@ -551,9 +551,13 @@ class OrderingNode:
                 peers |= found.peers
                 local = local or found.local
         later: list[RaftMessage] = []
+        held_for: set[str] = set()  # members with a message held: the rest waits behind it
         for msg in early:
-            if type(msg) is AppendEntries and not msg.entries and msg.recipient not in peers:
+            if msg.recipient in held_for or (
+                type(msg) is AppendEntries and not msg.entries and msg.recipient not in peers
+            ):
                 later.append(msg)
+                held_for.add(msg.recipient)
             else:
                 self.send(msg)
         if local:

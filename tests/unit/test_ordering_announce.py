@@ -24,7 +24,7 @@ from node.store import install_genesis
 from protocol import limits
 from protocol.codec import encode
 from protocol.ordering import ForwardEnvelope
-from protocol.raft import AppendEntries, AppendResponse, VoteRequest, VoteResponse
+from protocol.raft import AppendEntries, AppendResponse, Heartbeat, VoteRequest, VoteResponse
 from storage.memory import MemoryKV
 from storage.schema import open_store
 from tests.unit.endorsed_world import World, make_world
@@ -160,3 +160,34 @@ async def test_followers_nobody_waits_on_hear_after_the_leaders_own_clients_are_
     await asyncio.sleep(0)
     assert _announcements(sent) == [FIRST, LAST]
     assert leader._waiting_on == {} and leader._forwarders == {}
+
+
+@pytest.mark.asyncio
+async def test_messages_to_one_member_keep_their_order(world: World) -> None:
+    sent: list[object] = []
+    leader = _elected(world, sent)
+    own = asyncio.ensure_future(leader.submit(_envelope(world)))
+    await asyncio.sleep(0)
+    index = leader.raft.log.last_index()
+    term = leader.raft.term
+    sent.clear()
+    announce = [
+        AppendEntries(
+            sender=ME,
+            recipient=peer,
+            term=term,
+            log_index=index,
+            log_term=term,
+            commit=index,
+            entries=(),
+            ack=False,
+        )
+        for peer in (FIRST, LAST)
+    ]
+    beat = Heartbeat(sender=ME, recipient=FIRST, term=term, commit=index)
+    committed = tuple(leader.raft.log.entries(index, index + 1) or ())
+
+    held = leader._announce_commit((announce[0], beat, announce[1]), committed)
+
+    assert sent == [] and held == [announce[0], beat, announce[1]]
+    own.cancel()
