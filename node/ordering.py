@@ -3,14 +3,13 @@
 This is the adapter loop of etcd-raft's model (Fabric's etcdraft ``run()`` is the production
 example): ticks every :data:`TICK_MS`, messages from the transport, proposals from clients;
 then, for every Ready: a leader's appends and heartbeats go out first (they do not wait for
-its own write; it counts itself towards a commit only once the write is done), except that
-announcements of a commit to members no client waits on follow the leader's own answers
-(``_announce_commit``); then the committed blocks are validated and their clients answered
-(a committed entry is already on disk on a majority); then, in the next event-loop
-callback, one synced LevelDB batch holds the hard state, the new entries and every
-committed block with its writes (under load a block shares that fsync with the next
-block's entries); then the other messages (votes and acknowledgements, which must follow
-the write), and the core advances.
+its own write; it counts itself towards a commit only once the write is done), commit
+announcements to the members whose clients wait first (``_announce_commit``); then the
+committed blocks are validated and their clients answered (a committed entry is already on
+disk on a majority); then, in the next event-loop callback, one synced LevelDB batch holds
+the hard state, the new entries and every committed block with its writes (under load a
+block shares that fsync with the next block's entries); then the other messages (votes and
+acknowledgements, which must follow the write), and the core advances.
 
 Blocks are cut by the leader (:class:`consensus.cutter.BlockCutter`), numbered and chained
 after the last block in the leader's log, signed by the leader and proposed as one Raft
@@ -102,17 +101,8 @@ REMOVED_GRACE_TICKS = 600
 BLOCK_SYNC_DEFER_BYTES_MAX = 8 * 1024
 
 
-# A Ready, its validated blocks, its messages that must follow the write, and the commit
-# announcements held back until this member's own clients were answered.
-_PendingWrite = tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...], list[RaftMessage]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Waiting:
-    """Who waits for a block the leader proposed (see OrderingNode._announce_commit)."""
-
-    peers: frozenset[str]  # members that forwarded envelopes in it
-    local: bool  # some came from this node's own clients
+# A Ready, its validated blocks and its messages that must follow the write.
+_PendingWrite = tuple[Ready, list[ValidatedBlock], tuple[RaftMessage, ...]]
 
 
 class _Waker:
@@ -231,9 +221,9 @@ class OrderingNode:
         # Leader: Raft indexes of the blocks it proposed in this term, not yet known committed.
         self._in_flight: deque[int] = deque()
         # Leader: who forwarded each envelope still waiting to be cut (raw -> member), and,
-        # per uncommitted block it proposed, who waits for it (see _announce_commit).
+        # per uncommitted block it proposed, the members that forwarded envelopes in it.
         self._forwarders: dict[bytes, str] = {}
-        self._waiting_on: dict[int, _Waiting] = {}
+        self._block_forwarders: dict[int, frozenset[str]] = {}
         self._tail: tuple[int, bytes] = (-1, b"")  # leader: last block number and hash in its log
         # What the block batches written since the last synced one put and deleted, in order
         # (see _write_ready); the next tick syncs them if no other synced write did.
@@ -508,7 +498,7 @@ class OrderingNode:
         answered after its write.
         """
         early, late = self.raft.split_messages(rd)
-        held = self._announce_commit(early, rd.committed_entries)
+        self._announce_commit(early, rd.committed_entries)
         blocks = self._validate_committed(rd.committed_entries)
         if (
             answer_first
@@ -518,53 +508,45 @@ class OrderingNode:
         ):
             for v in blocks:
                 self._answer_waiters(v)
-            self._write_pending = (rd, blocks, late, held)
+            self._write_pending = (rd, blocks, late)
             asyncio.get_running_loop().call_soon(self._finish_pending_write)
             return
-        self._write_send_advance(rd, blocks, late, held)
+        self._write_send_advance(rd, blocks, late)
 
     def _announce_commit(
         self, early: tuple[RaftMessage, ...], committed: tuple[RaftEntry, ...]
-    ) -> list[RaftMessage]:
-        """Send *early* (the messages that need not wait for our write), most urgent first;
-        return the commit announcements that can wait until our own clients are answered.
+    ) -> None:
+        """Send *early* (the messages that need not wait for our write), announcements of the
+        commit to the members whose clients wait for it first.
 
-        A lone client's request waits, after the commit, for the one member it asked: the
-        leader itself, or the member that forwarded its envelope, which learns of the commit
-        from an append that carries nothing else. Those announcements go out first; if the
-        leader has clients of its own in the committed blocks, the announcements to members
-        nobody waits on go after their answers (with the write, in the next callback), so the
-        members they wake do not take the CPU the answers need (on 3 members sharing 2 cores
-        the second announcement used to go out 0.1-0.5 ms after the first). Messages to one
-        member keep their order.
+        A lone client's request that a member forwarded waits, after the commit, for that
+        member to hear of it from an append that carries nothing else. Raft makes those
+        announcements in the members' name order; on 3 members sharing 2 cores the member
+        woken by the first often ran before the leader had sent the second (0.1-0.5 ms
+        later), so the forwarder, when it came second, waited for it. Messages to one
+        member keep their order, and every announcement still goes out before the leader
+        answers its own clients.
         """
-        waiting = self._waiting_on
-        if not waiting or not committed:
+        by_block = self._block_forwarders
+        if not by_block or not committed:
             for msg in early:
                 self.send(msg)
-            return []
-        peers: set[str] = set()
-        local = False
+            return
+        peers: frozenset[str] = frozenset()
         for entry in committed:
-            found = waiting.pop(entry.index, None)
-            if found is not None:
-                peers |= found.peers
-                local = local or found.local
+            peers = peers.union(by_block.pop(entry.index, ()))
         later: list[RaftMessage] = []
-        held_for: set[str] = set()  # members with a message held: the rest waits behind it
+        later_for: set[str] = set()  # members with a message put back: the rest follows it
         for msg in early:
-            if msg.recipient in held_for or (
+            if msg.recipient in later_for or (
                 type(msg) is AppendEntries and not msg.entries and msg.recipient not in peers
             ):
                 later.append(msg)
-                held_for.add(msg.recipient)
+                later_for.add(msg.recipient)
             else:
                 self.send(msg)
-        if local:
-            return later
         for msg in later:
             self.send(msg)
-        return []
 
     def _finish_pending_write(self) -> None:
         pending = self._write_pending
@@ -583,14 +565,8 @@ class OrderingNode:
         self._drain()
 
     def _write_send_advance(
-        self,
-        rd: Ready,
-        blocks: list[ValidatedBlock],
-        late: tuple[RaftMessage, ...],
-        held: list[RaftMessage],
+        self, rd: Ready, blocks: list[ValidatedBlock], late: tuple[RaftMessage, ...]
     ) -> None:
-        for msg in held:  # commit announcements to members nobody waits on
-            self.send(msg)
         failpoints.hit("raft-before-fsync")
         if blocks:
             failpoints.hit("block-before-commit")
@@ -752,7 +728,7 @@ class OrderingNode:
         self._pending_ids.clear()
         self._in_flight.clear()
         self._forwarders.clear()
-        self._waiting_on.clear()
+        self._block_forwarders.clear()
         raft_log = self.raft.log
         entries = raft_log.entries(raft_log.applied + 1, raft_log.last_index() + 1) or []
         for entry in entries:
@@ -770,7 +746,7 @@ class OrderingNode:
         self._pending_ids.clear()
         self._in_flight.clear()
         self._forwarders.clear()
-        self._waiting_on.clear()
+        self._block_forwarders.clear()
         # Envelopes not yet cut go to the new leader, if one is known; others time out and
         # their clients retry (deduplication makes that safe).
         if self.leader:
@@ -801,7 +777,7 @@ class OrderingNode:
             self._in_flight.popleft()
             self.cutter.on_committed()
         for transactions in self.cutter.take_ready():
-            waiting = self._waiting_for(transactions)
+            forwarders = self._forwarded_by(transactions)
             number = self._tail[0] + 1
             header = make_header(number, self._tail[1], transactions, self._clock_ms())
             block = Block(
@@ -826,23 +802,17 @@ class OrderingNode:
                 continue
             self._tail = (number, block.hash())
             self._in_flight.append(position.index)
-            self._waiting_on[position.index] = waiting
+            if forwarders:
+                self._block_forwarders[position.index] = forwarders
             self.metrics.inc("ordering_blocks_cut")
             self.metrics.inc("ordering_txs_cut", len(transactions))
 
-    def _waiting_for(self, transactions: tuple[bytes, ...]) -> _Waiting:
-        """Who waits for a block of *transactions*: the members that forwarded some, and
-        whether some came from this node's own clients."""
+    def _forwarded_by(self, transactions: tuple[bytes, ...]) -> frozenset[str]:
+        """The members that forwarded any of *transactions* (forgotten here)."""
         forwarders = self._forwarders
-        peers = set()
-        local = False
-        for raw in transactions:
-            peer = forwarders.pop(raw, None)
-            if peer is None:
-                local = True
-            else:
-                peers.add(peer)
-        return _Waiting(frozenset(peers), local)
+        return frozenset(
+            peer for raw in transactions if (peer := forwarders.pop(raw, None)) is not None
+        )
 
     # === applying ==============================================================================
 

@@ -2,8 +2,8 @@
 a three-voter cluster whose followers are played by the test.
 
 A follower whose client waits for the block (it forwarded an envelope in it) hears first;
-when the leader's own clients wait for the block, the followers nobody waits on hear only
-after those clients are answered; every block's bookkeeping is gone once it committed.
+every follower hears before the leader answers its own clients; messages to one follower
+keep their order; every block's bookkeeping is gone once it committed.
 """
 
 from __future__ import annotations
@@ -130,11 +130,11 @@ async def test_the_follower_that_forwarded_an_envelope_hears_of_its_commit_first
     assert _announcements(sent) == [LAST, FIRST]  # Raft's own order would be FIRST, LAST
     await asyncio.sleep(0)  # the block's write
     assert leader.stores.blocks.height == 2
-    assert leader._waiting_on == {} and leader._forwarders == {}
+    assert leader._block_forwarders == {} and leader._forwarders == {}
 
 
 @pytest.mark.asyncio
-async def test_followers_nobody_waits_on_hear_after_the_leaders_own_clients_are_answered(
+async def test_every_follower_hears_of_a_commit_before_the_leaders_own_clients_are_answered(
     world: World,
 ) -> None:
     sent: list[object] = []
@@ -152,26 +152,22 @@ async def test_followers_nobody_waits_on_hear_after_the_leaders_own_clients_are_
     sent.clear()
 
     _ack(leader, FIRST, index)
-    assert _announcements(sent) == []  # nobody forwarded: all of them wait for the answer
 
     committed = await own
     assert committed.block_number == 1
-    assert seen_on_answer == [[]]  # answered before any announcement went out
-    await asyncio.sleep(0)
-    assert _announcements(sent) == [FIRST, LAST]
-    assert leader._waiting_on == {} and leader._forwarders == {}
+    assert seen_on_answer == [[FIRST, LAST]]  # nobody forwarded: Raft's own order
+    assert leader._block_forwarders == {} and leader._forwarders == {}
 
 
 @pytest.mark.asyncio
-async def test_messages_to_one_member_keep_their_order(world: World) -> None:
+async def test_messages_to_one_follower_keep_their_order(world: World) -> None:
     sent: list[object] = []
     leader = _elected(world, sent)
-    own = asyncio.ensure_future(leader.submit(_envelope(world)))
-    await asyncio.sleep(0)
+    leader.on_message(LAST, ForwardEnvelope(sender=LAST, recipient=ME, envelope=_envelope(world)))
     index = leader.raft.log.last_index()
     term = leader.raft.term
     sent.clear()
-    announce = [
+    first, last = (
         AppendEntries(
             sender=ME,
             recipient=peer,
@@ -183,11 +179,10 @@ async def test_messages_to_one_member_keep_their_order(world: World) -> None:
             ack=False,
         )
         for peer in (FIRST, LAST)
-    ]
+    )
     beat = Heartbeat(sender=ME, recipient=FIRST, term=term, commit=index)
     committed = tuple(leader.raft.log.entries(index, index + 1) or ())
 
-    held = leader._announce_commit((announce[0], beat, announce[1]), committed)
+    leader._announce_commit((first, beat, last), committed)
 
-    assert sent == [] and held == [announce[0], beat, announce[1]]
-    own.cancel()
+    assert sent == [last, first, beat]  # LAST forwarded; FIRST's heartbeat stays behind
