@@ -528,13 +528,14 @@ class OrderingNode:
         answers its own clients.
         """
         by_block = self._block_forwarders
-        if not by_block or not committed:
+        peers: frozenset[str] = frozenset()
+        if by_block:
+            for entry in committed:
+                peers = peers.union(by_block.pop(entry.index, ()))
+        if not peers:
             for msg in early:
                 self.send(msg)
             return
-        peers: frozenset[str] = frozenset()
-        for entry in committed:
-            peers = peers.union(by_block.pop(entry.index, ()))
         later: list[RaftMessage] = []
         later_for: set[str] = set()  # members with a message put back: the rest follows it
         for msg in early:

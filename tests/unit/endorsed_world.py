@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from datetime import UTC, datetime
 
 from identity.certs import (
@@ -19,6 +20,11 @@ from identity.certs import (
 from identity.crl import make_crl
 from identity.keys import SigningKey
 from identity.validate import TrustStore
+from node.genesis import build_genesis
+from node.metrics import Metrics
+from node.ordering import OrderingNode
+from node.store import install_genesis
+from protocol import limits
 from protocol.codec import encode
 from protocol.config import BatchConfig, MemberConfig, NetworkConfig, OrgConfig
 from protocol.hashing import sha256
@@ -33,6 +39,8 @@ from protocol.transaction import (
     Transaction,
     proposal_hash,
 )
+from storage.memory import MemoryKV
+from storage.schema import open_store
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -96,6 +104,33 @@ class World:
         member = self.config.member(node)
         assert member is not None
         return member.node_cert
+
+    def ordering_node(self, node_id: str, voters: tuple[str, ...]) -> OrderingNode:
+        """*node_id*'s ordering node over in-memory stores holding this network's genesis
+        block, in a Raft cluster of *voters*; it sends nothing until the test sets ``send``."""
+        stores = open_store(MemoryKV())
+        genesis = build_genesis(
+            self.config,
+            admin_key=self.creator_key,
+            admin_cert_der=self.creator,
+            signer_key=self.keys["ministry"],
+            signer_cert_der=self.cert("ministry"),
+            timestamp_ms=int(time.time() * 1000),
+            nonce=os.urandom(limits.NONCE_BYTES),
+        )
+        install_genesis(stores, genesis)
+        node = OrderingNode(
+            node_id=node_id,
+            network=self.config,
+            stores=stores,
+            trust=self.trust,
+            key=self.keys[node_id],
+            cert_der=self.cert(node_id),
+            metrics=Metrics(),
+            bootstrap_voters=voters,
+        )
+        node.send = lambda msg: None
+        return node
 
 
 def make_world() -> World:

@@ -17,16 +17,10 @@ import pytest
 from consensus.raft.core import Role
 from node.api import Committed
 from node.envelopes import opaque_envelope
-from node.genesis import build_genesis
-from node.metrics import Metrics
 from node.ordering import OrderingNode
-from node.store import install_genesis
-from protocol import limits
 from protocol.codec import encode
 from protocol.ordering import ForwardEnvelope
 from protocol.raft import AppendEntries, AppendResponse, Heartbeat, VoteRequest, VoteResponse
-from storage.memory import MemoryKV
-from storage.schema import open_store
 from tests.unit.endorsed_world import World, make_world
 
 ME = "riverside"
@@ -67,27 +61,7 @@ def _ack(leader: OrderingNode, peer: str, index: int) -> None:
 
 def _elected(world: World, sent: list[object]) -> OrderingNode:
     """A leader of (ME, FIRST, LAST) whose first entry both followers hold."""
-    stores = open_store(MemoryKV())
-    genesis = build_genesis(
-        world.config,
-        admin_key=world.creator_key,
-        admin_cert_der=world.creator,
-        signer_key=world.keys["ministry"],
-        signer_cert_der=world.cert("ministry"),
-        timestamp_ms=int(time.time() * 1000),
-        nonce=os.urandom(limits.NONCE_BYTES),
-    )
-    install_genesis(stores, genesis)
-    leader = OrderingNode(
-        node_id=ME,
-        network=world.config,
-        stores=stores,
-        trust=world.trust,
-        key=world.keys[ME],
-        cert_der=world.cert(ME),
-        metrics=Metrics(),
-        bootstrap_voters=(ME, FIRST, LAST),
-    )
+    leader = world.ordering_node(ME, (ME, FIRST, LAST))
     leader.send = sent.append
     leader.raft.campaign()
     leader._drain()

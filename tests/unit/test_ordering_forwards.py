@@ -7,8 +7,6 @@ counted, and never ordered."""
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,16 +14,10 @@ import pytest_asyncio
 
 from consensus.raft.core import Role
 from identity.keys import SigningKey
-from node.genesis import build_genesis
-from node.metrics import Metrics
 from node.ordering import OrderingNode
-from node.store import install_genesis
-from protocol import limits
 from protocol.block import ValidationCode, code_of
 from protocol.codec import encode
 from protocol.ordering import ForwardEnvelope
-from storage.memory import MemoryKV
-from storage.schema import open_store
 from tests.unit.endorsed_world import World, make_world
 
 ME, PEER = "riverside", "northgate"
@@ -38,28 +30,7 @@ def world() -> World:
 
 @pytest_asyncio.fixture
 async def leader(world: World) -> AsyncIterator[OrderingNode]:
-    stores = open_store(MemoryKV())
-    genesis = build_genesis(
-        world.config,
-        admin_key=world.creator_key,
-        admin_cert_der=world.creator,
-        signer_key=world.keys["ministry"],
-        signer_cert_der=world.cert("ministry"),
-        timestamp_ms=int(time.time() * 1000),
-        nonce=os.urandom(limits.NONCE_BYTES),
-    )
-    install_genesis(stores, genesis)
-    member = OrderingNode(
-        node_id=ME,
-        network=world.config,
-        stores=stores,
-        trust=world.trust,
-        key=world.keys[ME],
-        cert_der=world.cert(ME),
-        metrics=Metrics(),
-        bootstrap_voters=(ME,),
-    )
-    member.send = lambda msg: None
+    member = world.ordering_node(ME, (ME,))
     running = asyncio.create_task(member.run())
     try:
         for _ in range(100):  # the election timeout is 0.5-1 s of ticks
