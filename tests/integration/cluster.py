@@ -11,14 +11,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from identity.certs import cert_to_der
 from identity.keys import SigningKey
 from identity.keystore import read_cert, read_signing_key
 from node.bootstrap import NodeEntry
 from node.chain_audit import audit_chain
-from node.client import NodeClient, network_ssl_context
+from node.client import NodeClient, NodeRefused, NodeUnavailable, network_ssl_context
 from node.daemon import FAULT_SIGNALS_ENV
 from node.store import open_node_store
 from node.supervisor import (
@@ -47,6 +50,19 @@ def medledger(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 NETWORK_ID = "medledger-local"
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: Callable[[], str]) -> T:
+    """Poll *probe* until it returns something other than None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what()}")
+        time.sleep(0.1)
 
 
 class Cluster:
@@ -115,6 +131,32 @@ class Cluster:
 
     def stop(self) -> None:
         stop_nodes(self.out, list(self.nodes.values()))
+
+    def wait_converged(
+        self, timeout_s: float = 30.0, between: Callable[[], None] = lambda: None
+    ) -> int:
+        """Wait until every node has the same chain height and tip; returns the height.
+        *between* runs before every poll.
+
+        A client's answer means its block is in the answering node's chain; Raft does not
+        promise that every other member has applied it by then, so a test that compares
+        chains waits for this first."""
+        seen: dict[str, Any] = {}
+
+        def probe() -> int | None:
+            between()
+            seen.clear()
+            for n in sorted(self.nodes):
+                try:
+                    seen[n] = NodeClient(
+                        api_url(self.entry(n)), self.ctx, timeout_s=3.0
+                    ).chain_info()
+                except (NodeUnavailable, NodeRefused):
+                    return None
+            tips = {(i["height"], i["tip"]) for i in seen.values()}
+            return next(iter(tips))[0] if len(tips) == 1 else None
+
+        return wait_for(probe, timeout_s, lambda: f"identical chains: {seen}")
 
     def admin(self, org: str = "northgate") -> tuple[SigningKey, bytes]:
         d = self.out / "orgs" / org / "admin"

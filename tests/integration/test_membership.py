@@ -86,6 +86,7 @@ def test_add_a_node_as_learner_then_voter_and_remove_a_member(cluster: Cluster) 
     status = cluster.client(leader).raft_status()
     assert "westfield" not in status["voters"] + status["learners"]
     assert cluster.client("northgate").submit(_envelope(cluster))["block"] >= 3
+    cluster.wait_converged()
     cluster.stop()
     chains = {n: chain_tx_ids(cluster.out / "nodes" / n) for n in cluster.nodes}
     assert len({tuple(h) for h, _ in chains.values()}) == 1

@@ -74,6 +74,7 @@ def test_envelopes_through_every_node_commit_into_identical_chains(cluster: Clus
         if line.startswith("medledger_ordering_blocks_committed ")
     )
     assert committed >= len(cluster.nodes) + 1
+    cluster.wait_converged()
     cluster.stop()
     chains = {n: chain_tx_ids(cluster.out / "nodes" / n) for n in cluster.nodes}
     assert len({tuple(h) for h, _ in chains.values()}) == 1
@@ -196,6 +197,7 @@ def test_kill_leader_twice_and_a_follower_once_under_load(cluster: Cluster, api:
     assert not result.failures, result.failures[:5]
     assert len(result.acks) == total
     cluster.leader()
+    cluster.wait_converged()
     cluster.stop()
     chains = {n: chain_tx_ids(cluster.out / "nodes" / n) for n in cluster.nodes}
     hashes = {tuple(h) for h, _ in chains.values()}
@@ -252,6 +254,7 @@ def test_a_node_kept_down_past_compaction_catches_up_through_a_snapshot(tmp_path
             laggard_dir / "node.pem", laggard_dir / "node.key", None, net.config
         )
         assert _deliver_status(url + "?start=5&stop=2", node_ctx) == 400
+        c.wait_converged()
     finally:
         c.stop()
     chains = {n: chain_tx_ids(c.out / "nodes" / n) for n in c.nodes}

@@ -45,7 +45,7 @@ from node.failpoints import FAILPOINT_EXIT_CODE
 from node.loadgen import Ack
 from node.supervisor import api_url
 from protocol.codec import encode
-from tests.integration.cluster import NETWORK_ID, Cluster, chain_tx_ids
+from tests.integration.cluster import NETWORK_ID, Cluster, chain_tx_ids, wait_for
 from tests.integration.conftest import InitialisedNetwork, init_local_network
 
 T = TypeVar("T")
@@ -238,18 +238,6 @@ def direct_ack(doc: dict[str, Any]) -> Ack:
     return Ack(doc["tx_id"], doc["block"], doc["index"], 0.0, 1)
 
 
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: Callable[[], str]) -> T:
-    """Poll *probe* until it returns something other than None."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what()}")
-        time.sleep(0.1)
-
-
 def node_client(cluster: Cluster, node: str, timeout_s: float = 3.0) -> NodeClient:
     return NodeClient(api_url(cluster.entry(node)), cluster.ctx, timeout_s=timeout_s)
 
@@ -296,27 +284,6 @@ def find_leader(cluster: Cluster, among: list[str], timeout_s: float = 30.0) -> 
 def summary(statuses: dict[str, Any]) -> str:
     keys = ("role", "term", "leader", "commit_index", "last_index", "height")
     return str({n: s and {k: s[k] for k in keys} for n, s in sorted(statuses.items())})
-
-
-def wait_converged(
-    cluster: Cluster, timeout_s: float = 30.0, between: Callable[[], None] = lambda: None
-) -> int:
-    """Wait until every node has the same chain height and tip; returns the height.
-    *between* runs before every poll."""
-    seen: dict[str, Any] = {}
-
-    def probe() -> int | None:
-        between()
-        seen.clear()
-        for n in sorted(cluster.nodes):
-            try:
-                seen[n] = node_client(cluster, n).chain_info()
-            except (NodeUnavailable, NodeRefused):
-                return None
-        tips = {(i["height"], i["tip"]) for i in seen.values()}
-        return next(iter(tips))[0] if len(tips) == 1 else None
-
-    return wait_for(probe, timeout_s, lambda: f"identical chains: {seen}")
 
 
 def check_chains(cluster: Cluster, acks: list[Ack]) -> tuple[int, int]:
@@ -551,7 +518,7 @@ def test_nodes_dying_at_a_failpoint_under_load_lose_nothing(
         lap("load stopped")
     print(crasher.report())
     assert len(crasher.hits) >= HITS, crasher.report()
-    wait_converged(cluster, between=lambda: revive(crasher))
+    cluster.wait_converged(between=lambda: revive(crasher))
     lap("converged")
     blocks, envelopes = check_chains(cluster, acks)
     lap("checked")
@@ -617,7 +584,7 @@ def test_isolated_leader_is_replaced_and_follows_the_new_leader_when_healed(
         assert find_leader(cluster, nodes) == (new, new_term)
         acks = load.stop()
         lap("load stopped")
-    wait_converged(cluster)
+    cluster.wait_converged()
     blocks, envelopes = check_chains(cluster, [*acks, direct_ack(direct), direct_ack(through)])
     lap("checked")
     print(
@@ -719,7 +686,7 @@ def test_follower_kept_down_while_hundreds_of_blocks_commit_catches_up_by_log_re
         caught_up_s = time.monotonic() - restarted_at
         load.wait_acks(CLIENTS)
         acks = load.stop()
-    wait_converged(cluster)
+    cluster.wait_converged()
     mine = status(cluster, laggard)
     assert mine is not None and mine["snapshot_index"] == 0, mine  # the log was not compacted
     blocks, envelopes = check_chains(cluster, acks)
@@ -773,7 +740,7 @@ def test_nodes_dying_while_writing_or_installing_a_snapshot_lose_nothing(
     print(installer.report())
     assert len(writer.hits) >= HITS, writer.report()
     assert len(installer.hits) >= HITS, installer.report()
-    wait_converged(cluster, between=lambda: revive(writer, installer))
+    cluster.wait_converged(between=lambda: revive(writer, installer))
     lap("converged")
     blocks, envelopes = check_chains(cluster, acks)
     lap("checked")
