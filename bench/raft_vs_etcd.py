@@ -192,10 +192,28 @@ def worker_main() -> int:
 
     tune_allocator()  # as the nodes do (both kinds of worker: the same process setup)
     spec = json.loads(sys.stdin.readline())
+    before = _stdout_identity()
     result = _worker_etcd(spec) if spec["kind"] == "etcd" else _worker_ours(spec)
+    if _stdout_identity() != before:
+        # Seen once in about 40 runs: a worker that exited 0 without a result. If something
+        # closed our stdout and the number went to a socket, say so rather than write there.
+        sys.stderr.write(f"worker pid {os.getpid()}: stdout is no longer the pipe it was\n")
+        return WORKER_STDOUT_LOST
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
+
+
+WORKER_STDOUT_LOST = 3  # a worker's exit code when its stdout changed under it
+
+
+def _stdout_identity() -> tuple[int, int] | None:
+    """(device, inode) of what fd 1 is now, None if it is closed."""
+    try:
+        st = os.fstat(1)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _ready_and_wait_for_go() -> float:
@@ -291,6 +309,10 @@ def _worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class WorkerLost(RuntimeError):
+    """A load generator process exited without reporting."""
+
+
 class Worker:
     """A load generator process we started; read from it with a timeout."""
 
@@ -327,7 +349,7 @@ class Worker:
                 if not chunk:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         self.proc.wait(timeout=5)
-                    raise RuntimeError(
+                    raise WorkerLost(
                         f"load generator pid {self.pid} exited (code {self.proc.returncode};"
                         " negative: killed by that signal)"
                     )
@@ -498,9 +520,16 @@ class Bench:
             while True:
                 if args.wait_quiet > 0:
                     wait_quiet(pids, args.wait_quiet)
-                run = measure(
-                    system, members, clients, args.seconds, pids, spec, procs, self.workers
-                )
+                try:
+                    run = measure(
+                        system, members, clients, args.seconds, pids, spec, procs, self.workers
+                    )
+                except WorkerLost as e:
+                    # Once: the run is measured again from the start; a second loss stops all.
+                    say(f"  {e} without a result; measuring this run again")
+                    run = measure(
+                        system, members, clients, args.seconds, pids, spec, procs, self.workers
+                    )
                 more = min(clients, 2 * procs, PROCS_MAX)
                 saturated = run.loadgen_busiest_core_pct > SATURATED_CORE_PCT
                 if not (saturated and args.loadgen_procs == "auto" and more > procs):
