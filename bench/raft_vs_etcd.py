@@ -192,28 +192,10 @@ def worker_main() -> int:
 
     tune_allocator()  # as the nodes do (both kinds of worker: the same process setup)
     spec = json.loads(sys.stdin.readline())
-    before = _stdout_identity()
     result = _worker_etcd(spec) if spec["kind"] == "etcd" else _worker_ours(spec)
-    if _stdout_identity() != before:
-        # Seen once in about 40 runs: a worker that exited 0 without a result. If something
-        # closed our stdout and the number went to a socket, say so rather than write there.
-        sys.stderr.write(f"worker pid {os.getpid()}: stdout is no longer the pipe it was\n")
-        return WORKER_STDOUT_LOST
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
-
-
-WORKER_STDOUT_LOST = 3  # a worker's exit code when its stdout changed under it
-
-
-def _stdout_identity() -> tuple[int, int] | None:
-    """(device, inode) of what fd 1 is now, None if it is closed."""
-    try:
-        st = os.fstat(1)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _ready_and_wait_for_go() -> float:
