@@ -306,6 +306,7 @@ class Worker:
             start_new_session=True,  # a Ctrl-C reaches only us; we stop it by its pid
         )
         self._buffer = b""
+        self._started = time.monotonic()
         self.send(json.dumps(spec))
 
     @property
@@ -334,6 +335,8 @@ class Worker:
                     raise WorkerLost(
                         f"load generator pid {self.pid} exited (code {self.proc.returncode};"
                         " negative: killed by that signal)"
+                        f" {time.monotonic() - self._started:.1f} s after it started, with"
+                        f" {len(self._buffer)} bytes of an unfinished line"
                     )
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
