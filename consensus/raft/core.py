@@ -504,7 +504,7 @@ class RaftNode:
             if own is not None:
                 own.maybe_update(log.stable_last_index())
             if self._maybe_commit():
-                self._broadcast_append()
+                self._announce_commit()
 
     def hard_state(self) -> HardState:
         """The current hard state (what the next Ready would persist)."""
@@ -853,7 +853,7 @@ class RaftNode:
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(msg.log_index)
         if self._maybe_commit():
-            self._broadcast_append()
+            self._announce_commit()
         elif was_paused:
             self._send_append(peer)
         while self._send_append(peer, send_if_empty=False):
@@ -964,14 +964,22 @@ class RaftNode:
             if peer != self.id:
                 self._send_append(peer)
 
+    def _announce_commit(self) -> None:
+        """After the commit index moved: send every follower what it lacks, or an append
+        that carries only the new commit index, which asks for no answer."""
+        for peer in sorted(self.progress):
+            if peer != self.id:
+                self._send_append(peer, announce=True)
+
     def _broadcast_heartbeat(self) -> None:
         for peer in sorted(self.progress):
             if peer != self.id:
                 commit = min(self.progress[peer].match, self.log.committed)
                 self._send(Heartbeat(sender=self.id, recipient=peer, term=self.term, commit=commit))
 
-    def _send_append(self, to: str, send_if_empty: bool = True) -> bool:
-        """Send *to* the entries it lacks (or a snapshot); False if nothing was sent."""
+    def _send_append(self, to: str, send_if_empty: bool = True, announce: bool = False) -> bool:
+        """Send *to* the entries it lacks (or a snapshot); False if nothing was sent.
+        *announce*: sent because the commit index moved (see the ``ack`` rule below)."""
         pr = self.progress[to]
         if pr.is_paused():
             return False
@@ -1000,13 +1008,15 @@ class RaftNode:
                 log_term=prev_term,
                 commit=log.committed,
                 entries=tuple(entries),
-                # A bare commit announcement to a follower that acknowledged everything up
-                # to it: accepting it could tell us nothing, so it answers only a rejection.
-                # (Not one to a follower whose answers to earlier appends are still due:
-                # if those were lost, this answer is what would bring its match up.)
+                # An empty append to a follower streaming entries (replicate state) asks
+                # for an answer only if it is not a commit announcement and the follower's
+                # acknowledgement of earlier entries is missing: then it is the recovery a
+                # heartbeat response triggers, and its answer brings the match up. An
+                # announcement's answer would repeat the acknowledgement already due (or
+                # already read), so the follower answers it only with a rejection.
                 ack=bool(entries)
                 or pr.state is not ProgressState.REPLICATE
-                or pr.match != prev_index,
+                or (pr.match != prev_index and not announce),
             )
         )
         pr.sent_entries(prev_index + len(entries), len(entries), sum(len(e.data) for e in entries))
@@ -1106,6 +1116,6 @@ class RaftNode:
             self._become_follower(self.term, "")
             return
         if self._maybe_commit():
-            self._broadcast_append()
+            self._announce_commit()
         for peer in added:
             self._send_append(peer)  # start the new member's catch-up now

@@ -361,12 +361,13 @@ def test_a_commit_announcement_rides_on_the_next_append_of_the_same_ready() -> N
     ]
 
 
-def test_a_bare_commit_announcement_to_a_caught_up_follower_wants_no_answer() -> None:
-    """Replication: an append that only announces the commit index to a follower that has
-    acknowledged everything up to it is marked ``ack=False``: accepting it could tell the
-    leader nothing. One to a follower whose acknowledgement is still due wants an answer
-    (if that acknowledgement was lost, this answer brings the follower's match up), and so
-    do appends with entries and appends to a follower being probed."""
+def test_a_bare_commit_announcement_wants_no_answer() -> None:
+    """Replication: an append that only announces the new commit index to a follower in
+    the replicate state is marked ``ack=False``, also to a follower whose acknowledgement
+    of the entry is still due: its answer would repeat that acknowledgement. If that
+    acknowledgement was lost, the follower's next heartbeat response brings an empty
+    append that does want an answer, and the match comes up. Appends with entries and
+    appends to a follower being probed always want one."""
     node = leader_with_followers_caught_up()
     _, index = node.propose(b"x")
     sent = flush(node)
@@ -380,7 +381,12 @@ def test_a_bare_commit_announcement_to_a_caught_up_follower_wants_no_answer() ->
         for m in flush(node)
         if isinstance(m, AppendEntries) and m.commit == index
     }
-    assert announcements == {"2": ((), False), "3": ((), True)}
+    assert announcements == {"2": ((), False), "3": ((), False)}
+    # 3's acknowledgement is lost; its heartbeat response brings the recovery append.
+    node.step(HeartbeatResponse(sender="3", recipient="1", term=1))
+    (recovery,) = [m for m in flush(node) if isinstance(m, AppendEntries)]
+    assert (recovery.recipient, recovery.entries, recovery.ack) == ("3", (), True)
+    # Had 3 lost the entry itself, it rejects; the leader probes it, wanting answers.
     node.step(dataclasses.replace(app_resp("3", "1", 1, index), reject=True, hint_index=index))
     (probe,) = [m for m in flush(node) if isinstance(m, AppendEntries) and m.recipient == "3"]
     assert node.progress["3"].state is ProgressState.PROBE and probe.ack
