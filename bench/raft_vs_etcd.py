@@ -67,7 +67,9 @@ single Python process never bounds the figures (on this machine one worker used 
 third of a core even at 64 clients against etcd).
 
 Every process this script starts is stopped by its pid, and the temp directory removed, on
-success, on error and on Ctrl-C. Each run is bounded by its duration plus a timeout.
+success, on error and on Ctrl-C. Each run is bounded by its duration plus a timeout. A run
+whose load generator exits without reporting (rarely; cause unknown) is measured again
+once, and the console says so.
 """
 
 from __future__ import annotations
