@@ -513,7 +513,7 @@ class Bench:
                     )
                 except WorkerLost as e:
                     # Once: the run is measured again from the start; a second loss stops all.
-                    say(f"  {e} without a result; measuring this run again")
+                    say(f"  {e}; no result, so this run is measured again")
                     run = measure(
                         system, members, clients, args.seconds, pids, spec, procs, self.workers
                     )
