@@ -504,7 +504,7 @@ class RaftNode:
             if own is not None:
                 own.maybe_update(log.stable_last_index())
             if self._maybe_commit():
-                self._announce_commit()
+                self._broadcast_append(announce=True)
 
     def hard_state(self) -> HardState:
         """The current hard state (what the next Ready would persist)."""
@@ -853,7 +853,7 @@ class RaftNode:
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(msg.log_index)
         if self._maybe_commit():
-            self._announce_commit()
+            self._broadcast_append(announce=True)
         elif was_paused:
             self._send_append(peer)
         while self._send_append(peer, send_if_empty=False):
@@ -959,17 +959,13 @@ class RaftNode:
             return True
         return False
 
-    def _broadcast_append(self) -> None:
+    def _broadcast_append(self, announce: bool = False) -> None:
+        """Send every follower what it lacks; with *announce* (the commit index moved), an
+        append carrying only the new commit index to one that lacks nothing, which asks
+        for no answer."""
         for peer in sorted(self.progress):
             if peer != self.id:
-                self._send_append(peer)
-
-    def _announce_commit(self) -> None:
-        """After the commit index moved: send every follower what it lacks, or an append
-        that carries only the new commit index, which asks for no answer."""
-        for peer in sorted(self.progress):
-            if peer != self.id:
-                self._send_append(peer, announce=True)
+                self._send_append(peer, announce=announce)
 
     def _broadcast_heartbeat(self) -> None:
         for peer in sorted(self.progress):
@@ -1116,6 +1112,6 @@ class RaftNode:
             self._become_follower(self.term, "")
             return
         if self._maybe_commit():
-            self._announce_commit()
+            self._broadcast_append(announce=True)
         for peer in added:
             self._send_append(peer)  # start the new member's catch-up now

@@ -82,8 +82,8 @@ class Cluster:
     def entry(self, node_id: str) -> NodeEntry:
         return self.nodes[node_id].entry
 
-    def client(self, node_id: str) -> NodeClient:
-        return NodeClient(api_url(self.entry(node_id)), self.ctx, timeout_s=15)
+    def client(self, node_id: str, timeout_s: float = 15.0) -> NodeClient:
+        return NodeClient(api_url(self.entry(node_id)), self.ctx, timeout_s=timeout_s)
 
     def leader(self) -> str:
         return wait_for_leader(self.out, list(self.nodes.values()))
@@ -148,9 +148,7 @@ class Cluster:
             seen.clear()
             for n in sorted(self.nodes):
                 try:
-                    seen[n] = NodeClient(
-                        api_url(self.entry(n)), self.ctx, timeout_s=3.0
-                    ).chain_info()
+                    seen[n] = self.client(n, timeout_s=3.0).chain_info()
                 except (NodeUnavailable, NodeRefused):
                     return None
             tips = {(i["height"], i["tip"]) for i in seen.values()}

@@ -38,7 +38,7 @@ import aiohttp
 import pytest
 
 from node import loadgen
-from node.client import NodeClient, NodeRefused, NodeUnavailable
+from node.client import NodeRefused, NodeUnavailable
 from node.envelopes import opaque_envelope
 from node.failpoints import ENV_VAR as FAILPOINTS_ENV
 from node.failpoints import FAILPOINT_EXIT_CODE
@@ -238,14 +238,10 @@ def direct_ack(doc: dict[str, Any]) -> Ack:
     return Ack(doc["tx_id"], doc["block"], doc["index"], 0.0, 1)
 
 
-def node_client(cluster: Cluster, node: str, timeout_s: float = 3.0) -> NodeClient:
-    return NodeClient(api_url(cluster.entry(node)), cluster.ctx, timeout_s=timeout_s)
-
-
 def status(cluster: Cluster, node: str) -> dict[str, Any] | None:
     """*node*'s Raft status, or None if it does not answer."""
     try:
-        return node_client(cluster, node).raft_status()
+        return cluster.client(node, timeout_s=3.0).raft_status()
     except (NodeUnavailable, NodeRefused):
         return None
 
@@ -557,7 +553,7 @@ def test_isolated_leader_is_replaced_and_follows_the_new_leader_when_healed(
         assert alone["term"] == old_term, alone
         lap("stepped down")
         # The majority commits without it; the clients keep getting acknowledgements.
-        direct = node_client(cluster, new, timeout_s=15).submit(load.envelope(b"direct"))
+        direct = cluster.client(new).submit(load.envelope(b"direct"))
         load.wait_acks(5 * CLIENTS, timeout_s=30)
         lap("committed without it")
         still = status(cluster, old)
@@ -577,7 +573,7 @@ def test_isolated_leader_is_replaced_and_follows_the_new_leader_when_healed(
         )
         lap("rejoined")
         # It serves again: an envelope through it is forwarded to the new leader.
-        through = node_client(cluster, old, timeout_s=15).submit(load.envelope(b"through"))
+        through = cluster.client(old).submit(load.envelope(b"through"))
         assert through["block"] > direct["block"], (direct, through)
         load.wait_acks(CLIENTS, timeout_s=30)
         # Pre-vote: the healed node did not force an election in the majority.
@@ -669,7 +665,7 @@ def test_follower_kept_down_while_hundreds_of_blocks_commit_catches_up_by_log_re
     leader, _ = find_leader(cluster, nodes)
     laggard = rng.choice([n for n in nodes if n != leader])
     cluster.kill(laggard)
-    down_at = node_client(cluster, leader).chain_info()["height"]
+    down_at = cluster.client(leader, timeout_s=3.0).chain_info()["height"]
     with Load(cluster, clients=CLIENTS) as load:
         ahead = wait_for(
             status_when(cluster, leader, lambda s: s["height"] >= down_at + BEHIND_BLOCKS),
