@@ -6,7 +6,9 @@ Routes::
     POST /v1/envelopes            submit a signed envelope or configuration update (msgpack);
                                   answers once it is in a committed block
     POST /v1/endorse              simulate a signed proposal (msgpack) against this
-                                  endorser's committed state; its EndorseReply (msgpack)
+                                  endorser's committed state; its EndorseReply (msgpack);
+                                  ``?chain_height=N``: once this node holds N blocks
+                                  (waits up to node.chain_watch.CHAIN_WAIT_S, else 503)
     POST /v1/gateway/endorse      collect a quorum of endorsements for a signed proposal;
                                   the prepared Transaction (msgpack) for the client to sign
     GET  /v1/raft/status          this node's Raft view
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from node.chain_watch import ChainWatch, behind
 from node.client_stream import ClientStreamServer, Operation
 from node.endorser import run_endorsement
 from node.events import EventHub
@@ -78,6 +81,8 @@ class OrderingService(Protocol):
     metrics: Metrics
 
     def endorse(self, raw: bytes, *, step_budget: int = ...) -> bytes: ...
+
+    chain: ChainWatch
 
     def raft_status(self) -> dict[str, Any]: ...
 
@@ -166,8 +171,14 @@ async def endorse(request: web.Request) -> web.Response:
         return _error(413, too_big)
     if len(raw) > limits.ENVELOPE_BYTES_MAX:
         return _error(413, too_big)
+    service = request.app[SERVICE_KEY]
+    wanted = request.query.get("chain_height", "0")
+    if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 19:  # 19 digits: under 2**63
+        return _error(400, "chain_height must be a non-negative integer")
+    if not await service.chain.reach(int(wanted)):
+        service.metrics.inc("endorser_behind_chain")
+        return _error(503, behind(service.chain.height, int(wanted)))
     try:
-        service = request.app[SERVICE_KEY]
         reply = await run_endorsement(service.endorse, raw, metrics=service.metrics)
     except RemoteError as e:
         event(log, logging.INFO, "api.endorse_refused", reason=type(e).__name__, size=len(raw))

@@ -97,9 +97,11 @@ class NodeClient:
         """POST /v1/envelopes; returns once committed."""
         return self._run("POST", "/v1/envelopes", envelope)  # type: ignore[no-any-return]
 
-    def endorse(self, signed_proposal: bytes) -> bytes:
-        """POST /v1/endorse; the node's EndorseReply bytes."""
-        raw: bytes = self._run("POST", "/v1/endorse", signed_proposal, raw=True)
+    def endorse(self, signed_proposal: bytes, *, chain_height: int = 0) -> bytes:
+        """POST /v1/endorse; the node's EndorseReply bytes, simulated once the node holds
+        *chain_height* blocks (503 if it does not within node.chain_watch.CHAIN_WAIT_S)."""
+        path = f"/v1/endorse?chain_height={chain_height}" if chain_height else "/v1/endorse"
+        raw: bytes = self._run("POST", path, signed_proposal, raw=True)
         return raw
 
     def gateway_endorse(self, signed_proposal: bytes) -> bytes:

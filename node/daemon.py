@@ -185,6 +185,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         connected=transport.connected_peers,
         endorse=ordering.endorse,
         metrics=metrics,
+        chain=ordering.chain,
     )
 
     ordering.connected_peers = transport.connected_peers
@@ -227,6 +228,7 @@ async def _serve(config: NodeConfig, network: NetworkConfig, stores: Stores) -> 
         metrics=metrics,
         revoked=revoked,
         link=link,
+        chain_height=lambda: ordering.chain.height,
     )
     events = EventHub(stores.blocks, lambda: endorser_names(ordering.network))
     checked_revocations = ordering.validator.revoked

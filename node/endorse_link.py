@@ -14,6 +14,10 @@ at a time; past that the endorser refuses at once ("busy"), and the gateway coun
 answering. (Counting inline calls against that limit too refused bursts that had already
 been done by the time they were counted: a burst of a few hundred requests in one read.)
 An answer is taken only from the member it was asked of, and only while the request waits.
+
+A request carries the gateway's chain height; an endorser with fewer blocks first waits for
+them (:class:`node.chain_watch.ChainWatch`, bounded), so it does not simulate against
+older state than the gateway's client has seen; still behind, it refuses and says so.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from node.chain_watch import ChainWatch, behind
 from node.endorser import ProposalTooCostly, endorse_inline, endorse_on_thread
 from node.logs import event
 from node.metrics import Metrics
@@ -54,24 +59,31 @@ class EndorseLink:
         connected: Callable[[], frozenset[str]],
         endorse: Callable[..., bytes],
         metrics: Metrics,
+        chain: ChainWatch | None = None,
     ) -> None:
         """*send* queues a message on the stream to its recipient; *connected* says which
         members have a live stream; *endorse* turns a SignedProposal's bytes into this
         node's EndorseReply bytes (RemoteError if it refuses), with a step budget (see the
-        module docstring)."""
+        module docstring); *chain* is this node's chain, which a request's chain height
+        waits for (None: never wait)."""
         self.node_id = node_id
         self._send = send
         self._connected = connected
         self._endorse = endorse
         self.metrics = metrics
+        self._chain = chain
         self._ids = itertools.count()
         self._waiting: dict[int, tuple[str, asyncio.Future[EndorseAnswer]]] = {}
         self._serving = 0
+        self._catching_up: set[asyncio.Future[None]] = set()  # held until they finish
 
-    def request(self, member_id: str, proposal: bytes) -> tuple[int, asyncio.Future[EndorseAnswer]]:
-        """Send *proposal* to *member_id*: the request id and the future its answer will
-        complete (:meth:`forget` the id once done waiting). EndorserGone if no stream is up
-        to it. A fan-out waits on these futures together, without a task per endorser."""
+    def request(
+        self, member_id: str, proposal: bytes, chain_height: int = 0
+    ) -> tuple[int, asyncio.Future[EndorseAnswer]]:
+        """Send *proposal* to *member_id*, to be endorsed once its chain holds
+        *chain_height* blocks: the request id and the future its answer will complete
+        (:meth:`forget` the id once done waiting). EndorserGone if no stream is up to it.
+        A fan-out waits on these futures together, without a task per endorser."""
         if member_id not in self._connected():
             raise EndorserGone(member_id)
         request_id = next(self._ids)
@@ -84,6 +96,7 @@ class EndorseLink:
                     recipient=member_id,
                     request_id=request_id,
                     proposal=proposal,
+                    chain_height=chain_height,
                 )
             )
         except BaseException:
@@ -108,6 +121,26 @@ class EndorseLink:
 
     def _serve(self, sender: str, msg: EndorseRequest) -> None:
         self.metrics.inc("endorse_link_requests")
+        chain = self._chain
+        if chain is not None and chain.height < msg.chain_height:
+            self.metrics.inc("endorser_waited_for_chain")
+            waiting = asyncio.ensure_future(self._serve_when_caught_up(chain, sender, msg))
+            self._catching_up.add(waiting)
+            waiting.add_done_callback(self._catching_up.discard)
+            return
+        self._simulate(sender, msg)
+
+    async def _serve_when_caught_up(
+        self, chain: ChainWatch, sender: str, msg: EndorseRequest
+    ) -> None:
+        if await chain.reach(msg.chain_height):
+            self._simulate(sender, msg)
+            return
+        self.metrics.inc("endorser_behind_chain")
+        event(log, logging.INFO, "endorse_link.behind", peer=sender, height=chain.height)
+        self._answer(sender, msg.request_id, b"", behind(chain.height, msg.chain_height))
+
+    def _simulate(self, sender: str, msg: EndorseRequest) -> None:
         try:
             reply = endorse_inline(self._endorse, msg.proposal)
         except ProposalTooCostly:

@@ -71,8 +71,12 @@ class Gateway:
         revoked: Callable[[], frozenset[int]] = frozenset,
         deadline_s: float = ENDORSE_DEADLINE_S,
         link: EndorseLink | None = None,
+        chain_height: Callable[[], int] = lambda: 0,
     ) -> None:
+        """*chain_height* reads this node's chain height, which each endorser is asked to
+        reach before it simulates (:mod:`node.chain_watch`)."""
         self.node_id = node_id
+        self._chain_height = chain_height
         self._link = link
         self._revoked = revoked
         self._network = network
@@ -160,6 +164,7 @@ class Gateway:
         down), then this node's own endorser runs while they simulate; their answers are
         futures waited on together, not a task per endorser."""
         deadline = asyncio.get_running_loop().time() + self.deadline_s
+        height = self._chain_height()  # what this node's clients may have seen committed
         link = self._link
         pending: dict[str, asyncio.Future[Any]] = {}
         requests: list[int] = []
@@ -170,14 +175,16 @@ class Gateway:
                 continue
             if link is not None:
                 try:
-                    request_id, pending[member.node_id] = link.request(member.node_id, raw)
+                    request_id, pending[member.node_id] = link.request(member.node_id, raw, height)
                 except EndorserGone:
                     self.metrics.inc("gateway_endorse_over_https")
                 else:
                     self.metrics.inc("gateway_endorse_over_stream")
                     requests.append(request_id)
                     continue
-            pending[member.node_id] = asyncio.ensure_future(self._ask_over_https(member, raw))
+            pending[member.node_id] = asyncio.ensure_future(
+                self._ask_over_https(member, raw, height)
+            )
         answers: dict[str, EndorseReply | BaseException] = {}
         try:
             if ask_self:
@@ -199,8 +206,10 @@ class Gateway:
             answers[node_id] = _answer_of(node_id, waiting)
         return answers
 
-    async def _ask_over_https(self, member: MemberConfig, raw: bytes) -> EndorseReply:
-        url = f"https://{member.host}:{member.api_port}/v1/endorse"
+    async def _ask_over_https(
+        self, member: MemberConfig, raw: bytes, chain_height: int
+    ) -> EndorseReply:
+        url = f"https://{member.host}:{member.api_port}/v1/endorse?chain_height={chain_height}"
         headers = {"Content-Type": "application/msgpack"}
         session = self._client_session()
         async with session.post(url, data=raw, headers=headers, ssl=self._client_ctx) as resp:

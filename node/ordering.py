@@ -41,6 +41,7 @@ from identity.keys import SigningKey
 from identity.validate import TrustStore
 from node import failpoints
 from node.api import Committed, NotLeaderError, SubmitTimeoutError
+from node.chain_watch import ChainWatch
 from node.config import RaftTuning
 from node.endorser import ProposalRefused, endorse
 from node.envelopes import check_submission
@@ -203,6 +204,7 @@ class OrderingNode:
         self.on_config_change: Callable[[NetworkConfig], None] = lambda config: None
         # Called with each block once it is in the chain, in order (the daemon's event hub).
         self.on_block: Callable[[Block], None] = lambda block: None
+        self.chain = ChainWatch(lambda: self.stores.blocks.height)  # endorsers wait on it
         self._wake = _Waker()
         self._installing = False  # the run loop is installing a snapshot (Ready outstanding)
         # A Ready whose clients were answered and whose write waits for the next callback.
@@ -850,6 +852,7 @@ class OrderingNode:
         if validated.config is not self.network:
             self._follow_config(validated.config)
         self.metrics.inc("ordering_blocks_committed")
+        self.chain.advanced()
         self.on_block(block)
         codes = validated.codes
         for index, code in enumerate(codes):
@@ -899,6 +902,7 @@ class OrderingNode:
             self.stores.commit_block(validated.block, validated.writes, validated.tx_ids)
         if validated.config is not self.network:
             self._follow_config(validated.config)
+        self.chain.advanced()
         self.on_block(validated.block)
         return validated.tx_ids
 

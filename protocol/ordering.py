@@ -26,12 +26,15 @@ class ForwardEnvelope:
 
 @message("endorse_request")
 class EndorseRequest:
-    """A gateway's request that the recipient endorse a client's signed proposal."""
+    """A gateway's request that the recipient endorse a client's signed proposal, once the
+    recipient's chain holds ``chain_height`` blocks (the gateway's own when it asked; see
+    :mod:`node.chain_watch`)."""
 
     sender: str = field(max_len=limits.ID_CHARS_MAX)
     recipient: str = field(max_len=limits.ID_CHARS_MAX)
     request_id: int = field(min=0)
     proposal: bytes = field(max_len=limits.ENVELOPE_BYTES_MAX)  # a SignedProposal's bytes
+    chain_height: int = field(min=0)
 
 
 @message("endorse_answer")

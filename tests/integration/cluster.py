@@ -122,6 +122,13 @@ class Cluster:
         """The exit code of *node_id*'s process started by :meth:`spawn`; None while it runs."""
         return self.procs[node_id].poll()
 
+    def pause(self, node_id: str) -> None:
+        """Freeze *node_id* (SIGSTOP): its sockets stay open and what peers send it waits."""
+        os.kill(self.nodes[node_id].pid, signal.SIGSTOP)
+
+    def resume(self, node_id: str) -> None:
+        os.kill(self.nodes[node_id].pid, signal.SIGCONT)
+
     def isolate(self, node_id: str) -> None:
         """Cut *node_id* off from every member (its client API stays up)."""
         os.kill(self.nodes[node_id].pid, signal.SIGUSR1)

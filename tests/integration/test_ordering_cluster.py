@@ -137,6 +137,20 @@ def test_bad_envelopes_get_clear_errors_and_the_node_keeps_serving(
             client.endorse(body)
         assert refused.value.status == status, name
         assert words in refused.value.reason, (name, refused.value.reason)
+    # A chain height this node cannot reach: refused once the wait is over, not simulated.
+    height = client.chain_info()["height"]
+    with pytest.raises(NodeRefused) as refused:
+        client.endorse(proposal(), chain_height=height + 1_000)
+    assert refused.value.status == 503
+    assert refused.value.reason == (
+        f"this endorser's chain has {height} blocks, the gateway's {height + 1_000};"
+        " it did not catch up within 1 s"
+    )
+    for bad in ("-1", "x", "1" * 20, "\u00b2"):
+        with pytest.raises(NodeRefused) as refused:
+            asyncio.run(client.request("POST", f"/v1/endorse?chain_height={bad}", proposal()))
+        assert refused.value.status == 400, bad
+        assert refused.value.reason == "chain_height must be a non-negative integer"
     assert client.submit(envelope_bytes(cluster, SENTINEL))["block"] >= 1
     bad_with_sentinel = envelope_bytes(cluster, SENTINEL, network_id="elsewhere")
     with pytest.raises(NodeRefused):

@@ -243,6 +243,49 @@ def test_events_replay_the_chain_and_follow_new_commits(cluster: Cluster) -> Non
     assert "events: identity.registered" in text.stdout
 
 
+def _metric(cluster: Cluster, node: str, name: str) -> int:
+    text = cluster.client(node).request_text("/metrics")
+    found = re.search(rf"^medledger_{name} (\d+)$", text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_an_endorser_behind_the_gateway_catches_up_before_it_simulates(
+    cluster: Cluster,
+) -> None:
+    """A client's proposal that reads what its previous transaction wrote is endorsed by
+    every endorser alike, including one that had not applied that transaction yet: it
+    waits until its chain is as long as the gateway's (node.chain_watch), then agrees."""
+    lagging = next(n for n in ("westfield", "stmarys", "riverside") if n != cluster.leader())
+    register = _endorsed(cluster, "register", b"dr.lag", b"doctor", SECRET_HASH)
+    cluster.pause(lagging)  # frozen: the block below reaches it only once it resumes
+    try:
+        done = cluster.client("northgate").submit(_envelope(cluster, register))
+        assert done["status"] == "VALID"
+        # The next proposal reads dr.lag's record; its request to the lagging endorser
+        # waits in that endorser's socket, behind the block it has not applied yet.
+        answers: queue.Queue[bytes | BaseException] = queue.Queue()
+
+        def endorse_show() -> None:
+            try:
+                answers.put(
+                    cluster.client("northgate").gateway_endorse(_signed(cluster, "show", b"dr.lag"))
+                )
+            except BaseException as e:  # handed to the test thread
+                answers.put(e)
+
+        threading.Thread(target=endorse_show, daemon=True).start()
+        time.sleep(0.5)
+    finally:
+        cluster.resume(lagging)
+    answer = answers.get(timeout=15)
+    assert not isinstance(answer, BaseException), answer
+    prepared = decode(answer, Transaction)
+    assert prepared.response.status == 200 and b"dr.lag" in prepared.response.result
+    assert _metric(cluster, "northgate", "gateway_diverging_endorsers") == 0
+    assert _metric(cluster, lagging, "endorser_waited_for_chain") >= 1
+    assert _metric(cluster, lagging, "endorser_behind_chain") == 0
+
+
 def _restart_lying(cluster: Cluster, node: str, fault: str) -> None:
     cluster.kill(node)
     cluster.restart(node, {ENDORSER_FAULT_ENV: fault})

@@ -273,6 +273,7 @@ endorse_requests = st.builds(
     recipient=nonempty_ids,
     request_id=st.integers(0, UINT64_MAX),
     proposal=short_bytes,
+    chain_height=st.integers(0, UINT64_MAX),
 )
 endorse_answers = st.builds(
     EndorseAnswer,

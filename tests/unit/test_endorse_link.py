@@ -2,7 +2,8 @@
 back in process: an answer reaches the asker, a refusal keeps its reason, an answer from
 another member or after the deadline is not taken, an endorser past SERVING_MAX calls on
 worker threads refuses as busy (calls answered inline never are), and a member without a
-stream is reported gone (so the gateway uses HTTPS)."""
+stream is reported gone (so the gateway uses HTTPS). An endorser behind the gateway's
+chain simulates only once it has caught up, and refuses, saying so, if it does not."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import threading
 import pytest
 
 from chaincode.runtime import STEP_BUDGET_DEFAULT
-from node import endorse_link
+from node import chain_watch, endorse_link
+from node.chain_watch import ChainWatch
 from node.endorse_link import BUSY, EndorseLink, EndorserGone, reply_of
 from node.endorser import ProposalTooCostly
 from node.metrics import Metrics
@@ -39,7 +41,12 @@ REPLY = EndorseReply(
 class Pair:
     """A gateway-side link 'g' and an endorser-side link 'e', each sending to the other."""
 
-    def __init__(self, endorse, connected: frozenset[str] = frozenset({"g", "e"})) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        endorse,
+        connected: frozenset[str] = frozenset({"g", "e"}),
+        chain: ChainWatch | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.sent: list[object] = []
 
@@ -55,7 +62,12 @@ class Pair:
                 "g", send=wire("e"), connected=lambda: connected, endorse=endorse, metrics=Metrics()
             ),
             "e": EndorseLink(
-                "e", send=wire("g"), connected=lambda: connected, endorse=endorse, metrics=Metrics()
+                "e",
+                send=wire("g"),
+                connected=lambda: connected,
+                endorse=endorse,
+                metrics=Metrics(),
+                chain=chain,
             ),
         }
 
@@ -64,9 +76,9 @@ class Pair:
         return self.links["g"]
 
 
-async def ask(link: EndorseLink, *, timeout_s: float) -> EndorseReply:
+async def ask(link: EndorseLink, *, timeout_s: float, chain_height: int = 0) -> EndorseReply:
     """What the gateway does with one endorser: request, wait up to *timeout_s*, forget."""
-    request_id, answer = link.request("e", b"p")
+    request_id, answer = link.request("e", b"p", chain_height)
     try:
         async with asyncio.timeout(timeout_s):
             got = await answer
@@ -172,3 +184,83 @@ async def test_a_burst_of_inline_calls_is_answered_whole(monkeypatch: pytest.Mon
     assert await asyncio.gather(*asks) == [REPLY] * 20
     assert pair.links["e"].metrics.value("endorse_link_busy") == 0
     assert pair.links["e"].metrics.value("endorse_link_requests") == 20
+
+
+def _reply_at(height: list[int]):  # type: ignore[no-untyped-def]
+    """An endorse call whose result is the chain height it simulated at."""
+
+    def endorse(proposal: bytes, step_budget: int) -> bytes:
+        response = ProposalResponse(
+            proposal_hash=bytes(32),
+            status=200,
+            message="",
+            result=str(height[0]).encode(),
+            rw_set=RwSet(reads=(), writes=()),
+            events=(),
+        )
+        return encode(EndorseReply(response=encode(response), endorsements=()))
+
+    return endorse
+
+
+@pytest.mark.asyncio
+async def test_an_endorser_behind_the_gateway_simulates_once_it_has_caught_up() -> None:
+    height = [5]
+    chain = ChainWatch(lambda: height[0])
+    pair = Pair(_reply_at(height), chain=chain)
+    # At or below its own height: answered at once, nothing waits.
+    assert (await ask(pair.gateway, timeout_s=5, chain_height=5)).decoded_response().result == b"5"
+    asking = asyncio.create_task(ask(pair.gateway, timeout_s=5, chain_height=7))
+    await asyncio.sleep(0.05)
+    assert not asking.done()
+    height[0] = 6
+    chain.advanced()
+    await asyncio.sleep(0.05)
+    assert not asking.done()  # one block short
+    height[0] = 7
+    chain.advanced()
+    assert (await asking).decoded_response().result == b"7"
+    metrics = pair.links["e"].metrics
+    assert metrics.value("endorser_waited_for_chain") == 1
+    assert metrics.value("endorser_behind_chain") == 0
+
+
+@pytest.mark.asyncio
+async def test_an_endorser_still_behind_after_the_wait_refuses_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chain_watch, "CHAIN_WAIT_S", 0.05)
+    calls: list[bytes] = []
+
+    def endorse(proposal: bytes, step_budget: int) -> bytes:
+        calls.append(proposal)
+        return encode(REPLY)
+
+    pair = Pair(endorse, chain=ChainWatch(lambda: 3))
+    with pytest.raises(
+        RemoteError,
+        match=r"^this endorser's chain has 3 blocks, the gateway's 9;"
+        r" it did not catch up within 0.05 s$",
+    ):
+        await ask(pair.gateway, timeout_s=5, chain_height=9)
+    assert calls == []  # nothing simulated against the older state
+    assert pair.links["e"].metrics.value("endorser_behind_chain") == 1
+
+
+@pytest.mark.asyncio
+async def test_the_chain_watch_forgets_waiters_and_bounds_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    height = [0]
+    chain = ChainWatch(lambda: height[0])
+    assert await chain.reach(0, timeout_s=0)
+    assert not await chain.reach(1, timeout_s=0.01)
+    monkeypatch.setattr(chain_watch, "WAITERS_MAX", 2)
+    waiting = [asyncio.create_task(chain.reach(2, timeout_s=5)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not await chain.reach(1, timeout_s=5)  # over the bound: refused at once
+    height[0] = 2
+    chain.advanced()
+    assert await asyncio.gather(*waiting) == [True, True]
+    assert await chain.reach(2, timeout_s=0)
+    chain.advanced()  # no waiter left to wake

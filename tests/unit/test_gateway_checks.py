@@ -76,9 +76,13 @@ class _Link:
         self.replies = replies
         self.silent = silent
         self.waiting: dict[int, asyncio.Future[EndorseAnswer]] = {}
+        self.heights: dict[str, int] = {}  # the chain height each endorser was asked for
         self._ids = itertools.count()
 
-    def request(self, member_id: str, proposal: bytes) -> tuple[int, asyncio.Future[EndorseAnswer]]:
+    def request(
+        self, member_id: str, proposal: bytes, chain_height: int
+    ) -> tuple[int, asyncio.Future[EndorseAnswer]]:
+        self.heights[member_id] = chain_height
         request_id = next(self._ids)
         answer: asyncio.Future[EndorseAnswer] = asyncio.get_running_loop().create_future()
         self.waiting[request_id] = answer
@@ -116,6 +120,7 @@ async def _fan_out(world: World, silent: frozenset[str]) -> tuple[bytes, _Link]:
         metrics=Metrics(),
         deadline_s=0.2,
         link=link,  # type: ignore[arg-type]
+        chain_height=lambda: 42,
     )
     signed = SignedProposal(
         proposal=tx.proposal, signature=world.creator_key.sign(encode(tx.proposal))
@@ -128,7 +133,9 @@ async def _fan_out(world: World, silent: frozenset[str]) -> tuple[bytes, _Link]:
 
 @pytest.mark.asyncio
 async def test_one_silent_endorser_is_left_out_at_the_deadline(world: World) -> None:
-    prepared, _ = await _fan_out(world, frozenset({"riverside"}))
+    prepared, link = await _fan_out(world, frozenset({"riverside"}))
+    # Each endorser is asked to hold the gateway's chain first (node.chain_watch).
+    assert link.heights == {"riverside": 42, "stmarys": 42, "westfield": 42}
     tx = decode(prepared, Transaction)
     named = {sha256(world.cert(node)): node for node in HOSPITALS}
     assert sorted(named[e.cert_hash] for e in tx.endorsements) == [
