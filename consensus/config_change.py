@@ -26,7 +26,6 @@ Every member evaluates these rules when it applies the block, so all agree on th
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from cryptography.x509.oid import NameOID
@@ -34,7 +33,7 @@ from cryptography.x509.oid import NameOID
 from identity.certs import cert_from_der
 from identity.crl import read_crl
 from identity.validate import Purpose, TrustStore
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import RemoteError
 
@@ -127,7 +126,7 @@ def _crl_replaced(current: NetworkConfig, new: NetworkConfig) -> str | None:
     if len(differing) != 1:
         return None
     old, org = differing[0]
-    if dataclasses.replace(old, crl=org.crl) != org:
+    if replace(old, crl=org.crl) != org:
         return None
     return org.org_id
 

@@ -9,7 +9,6 @@ match (learner first, voter once caught up).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from identity.keys import SigningKey
 from identity.keystore import read_cert
 from node.config import load_node_config
 from protocol import limits
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.config import (
     ConfigEnvelope,
     ConfigUpdate,
@@ -55,16 +54,14 @@ def with_member_added(config: NetworkConfig, member: MemberConfig) -> NetworkCon
     """*config* with *member* added and the next sequence number."""
     if config.member(member.node_id) is not None:
         raise ConfigError(f"{member.node_id} is already a member")
-    return dataclasses.replace(
-        config, sequence=config.sequence + 1, members=(*config.members, member)
-    )
+    return replace(config, sequence=config.sequence + 1, members=(*config.members, member))
 
 
 def with_org_added(config: NetworkConfig, org: OrgConfig) -> NetworkConfig:
     """*config* with organisation *org* added and the next sequence number."""
     if config.org(org.org_id) is not None:
         raise ConfigError(f"there is already an organisation {org.org_id}")
-    return dataclasses.replace(config, sequence=config.sequence + 1, orgs=(*config.orgs, org))
+    return replace(config, sequence=config.sequence + 1, orgs=(*config.orgs, org))
 
 
 def with_contract_pinned(config: NetworkConfig, pin: ContractPin) -> NetworkConfig:
@@ -78,7 +75,7 @@ def with_contract_pinned(config: NetworkConfig, pin: ContractPin) -> NetworkConf
         pins.append(pin)
     else:
         pins[at] = pin
-    return dataclasses.replace(config, sequence=config.sequence + 1, contracts=tuple(pins))
+    return replace(config, sequence=config.sequence + 1, contracts=tuple(pins))
 
 
 def with_crl(config: NetworkConfig, org_id: str, crl: bytes) -> NetworkConfig:
@@ -86,8 +83,8 @@ def with_crl(config: NetworkConfig, org_id: str, crl: bytes) -> NetworkConfig:
     org = config.org(org_id)
     if org is None:
         raise ConfigError(f"no organisation {org_id}")
-    orgs = tuple(dataclasses.replace(o, crl=crl) if o is org else o for o in config.orgs)
-    return dataclasses.replace(config, sequence=config.sequence + 1, orgs=orgs)
+    orgs = tuple(replace(o, crl=crl) if o is org else o for o in config.orgs)
+    return replace(config, sequence=config.sequence + 1, orgs=orgs)
 
 
 def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:
@@ -97,7 +94,7 @@ def with_member_removed(config: NetworkConfig, node_id: str) -> NetworkConfig:
     members = tuple(m for m in config.members if m.node_id != node_id)
     if not members:
         raise ConfigError("the last member cannot be removed")
-    return dataclasses.replace(config, sequence=config.sequence + 1, members=members)
+    return replace(config, sequence=config.sequence + 1, members=members)
 
 
 def signed_update(config: NetworkConfig, key: SigningKey, cert_der: bytes) -> ConfigEnvelope:

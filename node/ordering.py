@@ -23,7 +23,6 @@ log, so a client that retries after a timeout never gets its envelope ordered tw
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -59,7 +58,7 @@ from protocol.block import (
     decode_tx,
     make_header,
 )
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.config import ConfigEnvelope, NetworkConfig
 from protocol.errors import RemoteError, check_invariant
 from protocol.hashing import sha256
@@ -1042,13 +1041,13 @@ class OrderingNode:
     def _lie(self, response: ProposalResponse, endorsement: Endorsement) -> EndorseReply:
         """What a faulty endorser (failpoints.endorser_fault, tests only) answers instead."""
         if self._endorser_fault == "result":
-            response = dataclasses.replace(response, result=response.result + b" (altered)")
+            response = replace(response, result=response.result + b" (altered)")
             signature = self.key.sign(encode(response))  # a liar signs its own lie validly
         else:
             signature = self.key.sign(b"not the response")
         return EndorseReply(
             response=encode(response),
-            endorsements=(dataclasses.replace(endorsement, signature=signature),),
+            endorsements=(replace(endorsement, signature=signature),),
         )
 
     def health(self) -> dict[str, Any]:

@@ -18,7 +18,6 @@ nor endorsement reads it from LevelDB per call.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from identity.validate import TrustStore
 from node.genesis import config_writes
 from node.tls import trust_store
 from protocol.block import Block, decode_tx
+from protocol.codec import replace
 from protocol.config import ConfigEnvelope, NetworkConfig, OrgConfig
 from protocol.transaction import Envelope, KVWrite
 from storage.ledger import Stores
@@ -92,9 +92,9 @@ class BlockValidator:
         )
         writes = [(index, list(tx_writes)) for index, tx_writes in verdict.writes]
         self._note(block.number, writes, verdict.tx_ids)
-        metadata = dataclasses.replace(block.metadata, validation_codes=bytes(verdict.codes))
+        metadata = replace(block.metadata, validation_codes=bytes(verdict.codes))
         return ValidatedBlock(
-            block=dataclasses.replace(block, metadata=metadata),
+            block=replace(block, metadata=metadata),
             tx_ids=list(verdict.tx_ids),
             writes=writes,
             reasons=verdict.reasons,

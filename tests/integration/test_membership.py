@@ -11,7 +11,6 @@ reason and change nothing. `raft remove-member` takes a member out of Raft and s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -25,7 +24,7 @@ from node.bootstrap import load_network
 from node.client import NodeRefused, network_ssl_context
 from node.membership import member_from_node_dir, signed_update, with_member_added
 from node.supervisor import running_nodes, start_node
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.config import NetworkConfig
 from tests.integration.cluster import Cluster, chain_tx_ids, medledger
 from tests.integration.conftest import init_local_network
@@ -144,16 +143,16 @@ def test_updates_that_do_not_follow_are_refused(cluster: Cluster, tmp_path) -> N
     foreign = member_from_node_dir(other.out / "nodes" / "stmarys", other.config)
     cases = {
         "only a ministry admin": signed_update(wanted, hospital_key, hospital_cert),
-        "sequence must be 1": signed_update(dataclasses.replace(wanted, sequence=5), key, cert),
+        "sequence must be 1": signed_update(replace(wanted, sequence=5), key, cert),
         "new member certificate": signed_update(
-            with_member_added(current, dataclasses.replace(foreign, node_id="stmarys3")), key, cert
+            with_member_added(current, replace(foreign, node_id="stmarys3")), key, cert
         ),
         "exactly one member": signed_update(
-            dataclasses.replace(
+            replace(
                 wanted,
                 members=(
                     *wanted.members,
-                    dataclasses.replace(member, node_id="x", p2p_port=1, api_port=2),
+                    replace(member, node_id="x", p2p_port=1, api_port=2),
                 ),
             ),
             key,

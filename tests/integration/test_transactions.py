@@ -10,7 +10,6 @@ envelope returns where and how it committed the first time.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ from node.supervisor import api_url
 from protocol import limits
 from protocol.block import Block, ValidationCode
 from protocol.client_stream import CommitReceipt
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.transaction import Envelope, Proposal, SignedProposal, Transaction
 from tests.integration.cluster import NETWORK_ID, Cluster, medledger
 
@@ -96,11 +95,11 @@ def test_a_registry_write_commits_on_every_peer_and_bad_ones_are_invalid_everywh
     assert conflict["status"] == "MVCC_READ_CONFLICT"
     assert conflict["reason"] == "a key it read has changed since"
 
-    forged_endorsement = dataclasses.replace(
+    forged_endorsement = replace(
         register.endorsements[0], signature=register.endorsements[1].signature
     )
     fresh = _endorsed(cluster, "register", b"dr.bob", b"doctor", SECRET_HASH)
-    forged = dataclasses.replace(fresh, endorsements=(forged_endorsement, *fresh.endorsements[1:]))
+    forged = replace(fresh, endorsements=(forged_endorsement, *fresh.endorsements[1:]))
     refused = cluster.client("westfield").submit(_envelope(cluster, forged))
     assert refused["status"] == "ENDORSEMENT_POLICY_FAILURE"
     assert refused["reason"].startswith("2 valid endorsements of the 3 needed")

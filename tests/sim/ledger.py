@@ -29,7 +29,6 @@ framed and zero-padded to a size that depends only on its number of transactions
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 import struct
@@ -45,7 +44,7 @@ from node.store import install_genesis
 from node.validator import BlockValidator, ValidatedBlock
 from protocol.block import Block, BlockMetadata, make_header
 from protocol.block import ValidationCode as Code
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.config import NetworkConfig
 from protocol.errors import RemoteError
 from protocol.ordering import ChainPoint
@@ -253,9 +252,7 @@ class SimLedger:
                 raise LedgerDivergence(f"catch-up: a peer serves a bad block {number}: {e}") from e
             # Codes from a peer are never trusted: claim every transaction valid.
             claimed = bytes([Code.VALID]) * len(block.transactions)
-            block = dataclasses.replace(
-                block, metadata=dataclasses.replace(block.metadata, validation_codes=claimed)
-            )
+            block = replace(block, metadata=replace(block.metadata, validation_codes=claimed))
             validated = self.validator.validate(block, self.config)
             self.config = validated.config
             self._write([validated])
@@ -395,9 +392,7 @@ class Workload:
             victim, *rest = tx.endorsements
             other = next(h for h in HOSPITALS if h != signers[0])
             forged = world.keys[other].sign(encode(tx.response))
-            tx = dataclasses.replace(
-                tx, endorsements=(dataclasses.replace(victim, signature=forged), *rest)
-            )
+            tx = replace(tx, endorsements=(replace(victim, signature=forged), *rest))
         envelope = world.envelope(tx, key=self.lw.mallory if kind == "bad-creator" else None)
         first = _FIRST_CODES[kind]
         again = first if kind in _FAIL_BEFORE_DUPLICATES else frozenset({Code.DUPLICATE_TXID})

@@ -4,13 +4,12 @@ a function of its inputs alone (the same block validates the same way twice)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from consensus.validation import BlockVerdict, validate_block
 from identity.keys import SigningKey
 from protocol.block import ValidationCode as Code
+from protocol.codec import replace
 from protocol.transaction import Envelope, KVRead, KVWrite
 from tests.unit.endorsed_world import HOSPITALS, NOW_MS, World, make_world
 
@@ -75,7 +74,7 @@ def test_each_rule_has_its_code(world: World) -> None:
     committed = world.envelope(world.transaction(QUORUM))
     chain.tx_ids.add(committed.transaction.tx_id)
     chain.versions[("registry", b"k")] = (7, 0)
-    outside = dataclasses.replace(write(b"x"), namespace="records")
+    outside = replace(write(b"x"), namespace="records")
     cases = [
         (world.envelope(world.transaction(QUORUM, network_id="other")), Code.WRONG_NETWORK),
         (

@@ -3,9 +3,8 @@ network's genesis pins them; a pin that does not match is reported, not ignored.
 
 from __future__ import annotations
 
-import dataclasses
-
 from chaincode.builtin import BUILTIN_CONTRACTS, builtin_pins, node_registry
+from protocol.codec import replace
 
 
 def test_every_builtin_is_registered_and_pinned_by_its_source_hash() -> None:
@@ -21,7 +20,7 @@ def test_every_builtin_is_registered_and_pinned_by_its_source_hash() -> None:
 def test_a_pin_for_other_code_is_a_problem() -> None:
     registry = node_registry(entry_points=False)
     (pin,) = builtin_pins()
-    other = dataclasses.replace(pin, code_hash=bytes(32))
+    other = replace(pin, code_hash=bytes(32))
     assert "differs from the pinned hash" in (registry.pin_problem(other) or "")
 
 
@@ -32,7 +31,7 @@ def test_a_node_warns_about_each_pinned_contract_it_cannot_run(caplog) -> None:
 
     (pin,) = builtin_pins()
     missing = ContractPin(name="records", version="1.0", code_hash=bytes(32))
-    config = dataclasses.replace(make_world().config, contracts=(missing, pin))
+    config = replace(make_world().config, contracts=(missing, pin))
     with caplog.at_level("WARNING", logger="medledger.node"):
         assert _check_contracts(config, node_registry(entry_points=False)) == 1
     [record] = [r for r in caplog.records if r.getMessage() == "contract.unavailable"]

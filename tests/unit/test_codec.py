@@ -16,6 +16,10 @@ What this proves, and how:
 * A fuzz test feeds arbitrary bytes, and mutations of valid encodings, to ``decode``: only
   RemoteError subclasses come out, and whatever decodes re-encodes to exactly its input.
 * Error messages never echo peer-supplied names that could carry payload.
+* :func:`decode` reads valid messages through msgspec (``_decode_fast``), which checks the
+  field limits as it builds them, and falls back to the slow, explaining reader for anything
+  else: every valid message takes the fast path, and on every input of the tests above and
+  on values near each field's limits, both paths accept exactly the same.
 * Misuse by the caller (non-bytes input, a non-message ``expect``, a non-message to
   ``encode``) is a LocalError, and constructors reject values that could not be encoded.
 """
@@ -23,24 +27,26 @@ What this proves, and how:
 from __future__ import annotations
 
 import copy
-import dataclasses
+from unittest import mock
 
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import limits
+from protocol import codec, limits
 from protocol.codec import (
     INT64_MIN,
     UINT64_MAX,
     _compile_check,
+    _decode_fast,
     _FieldSpec,
     _specs,
     _validate,
     decode,
     encode,
     kinds,
+    replace,
 )
 from protocol.errors import (
     DecodeError,
@@ -125,11 +131,37 @@ def test_every_kind_round_trips(tag: str, cls: type, data: st.DataObject) -> Non
 
 @MORE
 @given(msg=messages())
+def test_the_fast_path_reads_every_valid_message(msg: object) -> None:
+    """Every canonical encoding decodes through msgspec (the slow path is for bad input)."""
+    fast = _decode_fast(encode(msg), type(msg))
+    assert fast == msg and type(fast) is type(msg)
+
+
+@FAST
+@given(msg=messages())
+def test_the_fast_path_refuses_every_value_the_field_rules_refuse(msg: object) -> None:
+    """msgspec checks the limits while it decodes, the constructor's own check does not run
+    then: every value near or past a field's limits is read alike both ways."""
+    tag, fields = plain(msg)
+    for spec in _specs(type(msg)):
+        for value in _near_the_limits(spec):
+            if isinstance(value, bytearray):
+                continue  # msgpack packs it as bytes: not a different wire value
+            changed = {**fields, spec.name: value}
+            try:
+                raw = pack([tag, changed])
+            except (TypeError, OverflowError, ValueError):
+                continue  # not packable: no wire form to test
+            decode_or_remote_error(raw)
+
+
+@MORE
+@given(msg=messages())
 def test_encoding_is_deterministic(msg: object) -> None:
     raw = encode(msg)
     assert encode(msg) == raw
     # An equal message built separately (not the same object) encodes to the same bytes.
-    assert encode(dataclasses.replace(msg)) == raw  # type: ignore[type-var]
+    assert encode(replace(msg)) == raw  # type: ignore[type-var]
     # Keys are sorted at every level.
     assert_keys_sorted(msgpack.unpackb(raw, raw=False))
 
@@ -148,12 +180,12 @@ def assert_keys_sorted(obj: object) -> None:
     "value", [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, UINT64_MAX]
 )
 def test_int_boundaries_round_trip_in_the_shortest_form(value: int) -> None:
-    msg = dataclasses.replace(READ, version_block=value)
+    msg = replace(READ, version_block=value)
     raw = encode(msg)
     assert decode(raw) == msg
     width = {127: 1, 255: 2, 65535: 3, 2**32 - 1: 5, UINT64_MAX: 9}
     expected = next(w for bound, w in sorted(width.items()) if value <= bound)
-    assert len(raw) - len(encode(dataclasses.replace(READ, version_block=0))) == expected - 1
+    assert len(raw) - len(encode(replace(READ, version_block=0))) == expected - 1
 
 
 @pytest.mark.parametrize("name", ["a" * 31, "a" * 32, "é" * 15 + "a", "é" * 16, "🩺" * 8])
@@ -545,12 +577,26 @@ def test_invalid_utf8_is_a_decode_error(raw: bytes) -> None:
 # --- fuzz -----------------------------------------------------------------------------------
 
 
+def slow_decode(raw: bytes) -> object:
+    """decode without its msgspec fast path: the reading that says why it refuses."""
+    with mock.patch.object(codec, "_decode_fast", lambda raw, expect: None):
+        return decode(raw)
+
+
 def decode_or_remote_error(raw: bytes) -> None:
+    """*raw* decodes to a canonical message or raises a RemoteError, and the fast path
+    takes exactly what the slow one does (refusing it, it leaves the slow one to explain)."""
+    fast = _decode_fast(raw, None)
     try:
-        msg = decode(raw)
+        msg = slow_decode(raw)
     except RemoteError:
+        assert fast is None, f"the fast path took what the slow one refuses: {fast!r}"
+        with pytest.raises(RemoteError):
+            decode(raw)
         return
     assert encode(msg) == raw  # whatever decodes is canonical
+    assert fast == msg and type(fast) is type(msg)
+    assert decode(raw) == msg
 
 
 @settings(max_examples=400, deadline=None)
@@ -639,26 +685,27 @@ def test_encode_of_non_messages_is_local_misuse(obj: object) -> None:
 )
 def test_constructors_reject_values_that_cannot_be_encoded(changes: dict) -> None:
     with pytest.raises(FieldError):
-        dataclasses.replace(EVENT, **changes)
+        replace(EVENT, **changes)
 
 
 def test_constructors_reject_lists_for_tuples_and_ints_outside_u64() -> None:
     with pytest.raises(FieldError):
-        dataclasses.replace(PROPOSAL, args=[b"a"])
+        replace(PROPOSAL, args=[b"a"])
     with pytest.raises(FieldError):
-        dataclasses.replace(READ, version_block=UINT64_MAX + 1)
+        replace(READ, version_block=UINT64_MAX + 1)
     with pytest.raises(FieldError):
-        dataclasses.replace(READ, version_block=-1)
+        replace(READ, version_block=-1)
     with pytest.raises(FieldError):
-        dataclasses.replace(READ, exists=1)
+        replace(READ, exists=1)
 
 
 def test_messages_are_frozen_and_slotted() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="immutable"):
         EVENT.name = "b"  # type: ignore[misc]
     for cls in kinds().values():
         assert "__slots__" in vars(cls)
-        assert not hasattr(cls, "__dict__") or "__dict__" not in cls.__slots__
+        assert "__dict__" not in cls.__slots__
+    assert not hasattr(EVENT, "__dict__")
 
 
 def _near_the_limits(spec: _FieldSpec) -> list[object]:
@@ -684,6 +731,6 @@ def test_the_compiled_check_passes_nothing_the_field_rules_refuse(msg: object) -
     for spec in _specs(type(msg)):
         for value in _near_the_limits(spec):
             broken = copy.copy(msg)
-            object.__setattr__(broken, spec.name, value)
+            vars(type(broken))[spec.name].__set__(broken, value)  # the slot, past frozen
             if check(broken):
                 _validate(broken)  # raises if the check let a bad value through

@@ -28,7 +28,7 @@ from identity.crl import make_crl
 from identity.keys import SigningKey
 from identity.validate import TrustStore
 from node.membership import with_crl
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.config import (
     BatchConfig,
     ConfigEnvelope,
@@ -110,7 +110,7 @@ def world() -> World:
 
 
 def added(w: World, member: MemberConfig) -> NetworkConfig:
-    return dataclasses.replace(w.config, sequence=1, members=(*w.config.members, member))
+    return replace(w.config, sequence=1, members=(*w.config.members, member))
 
 
 def test_adding_and_removing_one_member_is_accepted(world: World) -> None:
@@ -122,7 +122,7 @@ def test_adding_and_removing_one_member_is_accepted(world: World) -> None:
         )
         is None
     )
-    removed = dataclasses.replace(world.config, sequence=1, members=world.config.members[:1])
+    removed = replace(world.config, sequence=1, members=world.config.members[:1])
     assert update_problem(world.config, world.update(removed), world.trust) is None
 
 
@@ -148,33 +148,27 @@ def test_updates_that_do_not_follow_are_refused(world: World, case: str, words: 
     if case == "hospital admin":
         envelope = world.update(config, signer="northgate")
     elif case == "skipped sequence":
-        envelope = world.update(dataclasses.replace(config, sequence=2))
+        envelope = world.update(replace(config, sequence=2))
     elif case == "two added":
         two = (*config.members, world.node("northgate", "n3", 20006))
-        envelope = world.update(dataclasses.replace(config, members=two))
+        envelope = world.update(replace(config, members=two))
     elif case == "nothing changed":
-        envelope = world.update(dataclasses.replace(world.config, sequence=1))
+        envelope = world.update(replace(world.config, sequence=1))
     elif case == "batch changed":
         envelope = world.update(
-            dataclasses.replace(
-                config, batch=BatchConfig(max_txs=11, max_bytes=1 << 21, timeout_ms=50)
-            )
+            replace(config, batch=BatchConfig(max_txs=11, max_bytes=1 << 21, timeout_ms=50))
         )
     elif case == "cert of another org":
         envelope = world.update(
-            added(
-                world, dataclasses.replace(world.node("ministry", "n2", 20004), org_id="northgate")
-            )
+            added(world, replace(world.node("ministry", "n2", 20004), org_id="northgate"))
         )
     elif case == "cert for another id":
-        envelope = world.update(added(world, dataclasses.replace(new, node_id="n9")))
+        envelope = world.update(added(world, replace(new, node_id="n9")))
     elif case == "member changed":
-        moved = dataclasses.replace(world.config.members[1], p2p_port=30000, api_port=30001)
-        envelope = world.update(
-            dataclasses.replace(config, members=(world.config.members[0], moved, new))
-        )
+        moved = replace(world.config.members[1], p2p_port=30000, api_port=30001)
+        envelope = world.update(replace(config, members=(world.config.members[0], moved, new)))
     elif case == "forged signature":
-        envelope = dataclasses.replace(envelope, signature=world.admins["ministry"][0].sign(b"x"))
+        envelope = replace(envelope, signature=world.admins["ministry"][0].sign(b"x"))
     elif case == "before the certificates":
         envelope = world.update(config, at_ms=int((NOW - timedelta(days=1)).timestamp() * 1000))
     problem = update_problem(world.config, envelope, world.trust)
@@ -193,15 +187,15 @@ def test_a_configuration_cannot_even_hold_a_second_ministry_or_a_duplicate_org(
 ) -> None:
     root = world.cas["root"]
     for extra, words in (
-        (dataclasses.replace(_hospital(root, "east"), kind="ministry"), "exactly one ministry"),
+        (replace(_hospital(root, "east"), kind="ministry"), "exactly one ministry"),
         (_hospital(root, "northgate"), "duplicate org_id"),
     ):
         with pytest.raises(FieldError, match=words):
-            dataclasses.replace(world.config, sequence=1, orgs=(*world.config.orgs, extra))
+            replace(world.config, sequence=1, orgs=(*world.config.orgs, extra))
 
 
 def test_adding_one_hospital_is_accepted(world: World) -> None:
-    config = dataclasses.replace(
+    config = replace(
         world.config, sequence=1, orgs=(*world.config.orgs, _hospital(world.cas["root"], "east"))
     )
     assert update_problem(world.config, world.update(config), world.trust) is None
@@ -231,7 +225,7 @@ def test_org_additions_that_do_not_follow_are_refused(world: World, case: str, w
         orgs = (*orgs, _hospital(root, "west"))
     elif case == "ca of another org":
         orgs = (*world.config.orgs, _hospital(root, "east", named="west"))
-    config = dataclasses.replace(world.config, sequence=1, orgs=orgs, members=members)
+    config = replace(world.config, sequence=1, orgs=orgs, members=members)
     problem = update_problem(world.config, world.update(config), world.trust)
     assert problem is not None and words in problem, problem
 
@@ -241,7 +235,7 @@ def _pin(name: str, version: str = "1.0", code: bytes = b"code") -> ContractPin:
 
 
 def _pinned(world: World, *pins: ContractPin) -> NetworkConfig:
-    return dataclasses.replace(world.config, contracts=pins)
+    return replace(world.config, contracts=pins)
 
 
 def test_pinning_a_new_contract_or_a_new_version_is_accepted(world: World) -> None:
@@ -250,7 +244,7 @@ def test_pinning_a_new_contract_or_a_new_version_is_accepted(world: World) -> No
         (_pin("registry"), _pin("records")),  # a new contract, pinned last
         (_pin("registry", "1.1", b"new code"),),  # a new version in place
     ):
-        new = dataclasses.replace(current, sequence=1, contracts=contracts)
+        new = replace(current, sequence=1, contracts=contracts)
         assert update_problem(current, world.update(new), world.trust) is None, contracts
 
 
@@ -267,17 +261,15 @@ def test_pin_updates_that_do_not_follow_are_refused(
     world: World, contracts: tuple[ContractPin, ...], words: str
 ) -> None:
     current = _pinned(world, _pin("registry"))
-    new = dataclasses.replace(current, sequence=1, contracts=contracts)
+    new = replace(current, sequence=1, contracts=contracts)
     problem = update_problem(current, world.update(new), world.trust)
     assert problem is not None and words in problem, problem
 
 
 def test_a_pin_comes_alone_and_from_a_ministry_admin(world: World) -> None:
     current = _pinned(world, _pin("registry"))
-    pinned = dataclasses.replace(current, sequence=1, contracts=(_pin("registry"), _pin("x")))
-    with_member = dataclasses.replace(
-        pinned, members=(*current.members, world.node("northgate", "n2", 20004))
-    )
+    pinned = replace(current, sequence=1, contracts=(_pin("registry"), _pin("x")))
+    with_member = replace(pinned, members=(*current.members, world.node("northgate", "n2", 20004)))
     problem = update_problem(current, world.update(with_member), world.trust)
     assert problem is not None and "not two" in problem, problem
     problem = update_problem(current, world.update(pinned, signer="northgate"), world.trust)
@@ -313,7 +305,7 @@ def test_revocation_lists_that_do_not_follow_are_refused(
     world: World, case: str, words: str
 ) -> None:
     current = _listing(world, "northgate", {1, 2}, number=2, later_s=1)
-    current = dataclasses.replace(current, sequence=0)
+    current = replace(current, sequence=0)
     new = _listing(world, "northgate", {1, 2, 3}, number=3, later_s=2)
     signer = "northgate"
     if case == "another org's admin":  # a hospital admin replacing the ministry's list
@@ -330,7 +322,7 @@ def test_revocation_lists_that_do_not_follow_are_refused(
         theirs = make_crl(world.cas["ministry"], {1, 2, 3}, number=3, this_update=NOW)
         new = with_crl(current, "northgate", theirs)
     elif case == "with a member":
-        new = dataclasses.replace(new, members=(*new.members, world.node("northgate", "n2", 20004)))
-    new = dataclasses.replace(new, sequence=1)
+        new = replace(new, members=(*new.members, world.node("northgate", "n2", 20004)))
+    new = replace(new, sequence=1)
     problem = update_problem(current, world.update(new, signer=signer), world.trust)
     assert problem is not None and words in problem, problem

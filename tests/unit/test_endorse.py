@@ -6,7 +6,6 @@ The validator tests use the in-memory network of tests/unit/endorsed_world.py.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from datetime import timedelta
 
@@ -21,7 +20,7 @@ from consensus.endorse import (
     gather,
     quorum_size,
 )
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.errors import LocalError
 from protocol.hashing import sha256
 from protocol.transaction import Endorsement, Transaction
@@ -174,15 +173,15 @@ def test_a_forged_endorsement_does_not_count(world: World) -> None:
         cert_hash=sha256(world.cert("stmarys")),
         signature=world.keys["westfield"].sign(encode(tx.response)),  # the wrong key
     )
-    tx = dataclasses.replace(tx, endorsements=(*tx.endorsements[:2], forged))
+    tx = replace(tx, endorsements=(*tx.endorsements[:2], forged))
     problem = check(world, tx)
     assert problem is not None and "endorsement by stmarys: signature does not verify" in problem
 
 
 def test_endorsements_over_another_response_do_not_count(world: World) -> None:
     tx = world.transaction(("northgate", "riverside", "stmarys"))
-    changed = dataclasses.replace(tx.response, result=b"something else")
-    assert check(world, dataclasses.replace(tx, response=changed)) is not None
+    changed = replace(tx.response, result=b"something else")
+    assert check(world, replace(tx, response=changed)) is not None
 
 
 def test_the_orderer_is_not_an_endorser(world: World) -> None:
@@ -206,14 +205,12 @@ def test_an_expired_endorser_certificate_does_not_count(world: World) -> None:
 
 def test_a_response_to_another_proposal_is_refused(world: World) -> None:
     tx = world.transaction(HOSPITALS)
-    other = dataclasses.replace(tx.proposal, function="delete")
-    assert check(world, dataclasses.replace(tx, proposal=other)) == (
-        "the response answers another proposal"
-    )
+    other = replace(tx.proposal, function="delete")
+    assert check(world, replace(tx, proposal=other)) == ("the response answers another proposal")
 
 
 def test_a_network_of_one_endorser_needs_one(world: World) -> None:
-    solo = dataclasses.replace(
+    solo = replace(
         world.config,
         members=tuple(m for m in world.config.members if m.node_id in ("ministry", "northgate")),
     )
@@ -223,8 +220,8 @@ def test_a_network_of_one_endorser_needs_one(world: World) -> None:
 
 def test_an_endorsement_naming_no_members_certificate_does_not_count(world: World) -> None:
     tx = world.transaction(("northgate", "riverside", "stmarys"))
-    stranger = dataclasses.replace(tx.endorsements[2], cert_hash=sha256(b"no member's cert"))
-    problem = check(world, dataclasses.replace(tx, endorsements=(*tx.endorsements[:2], stranger)))
+    stranger = replace(tx.endorsements[2], cert_hash=sha256(b"no member's cert"))
+    problem = check(world, replace(tx, endorsements=(*tx.endorsements[:2], stranger)))
     assert problem == (
         "2 valid endorsements of the 3 needed (an endorsement is not from an endorsing member)"
     )

@@ -4,7 +4,6 @@ quorum a validator accepts, and a lying endorser is outvoted."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from datetime import timedelta
@@ -23,7 +22,7 @@ from node.endorser import (
     run_endorsement,
 )
 from node.metrics import Metrics
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.config import ContractPin
 from protocol.errors import CertificateError, FieldError, SignatureError
 from protocol.hashing import sha256
@@ -42,7 +41,7 @@ def world() -> World:
     registry = ContractRegistry()
     registered = registry.register(ledger_counter.Counter)
     pin = ContractPin(name="counter", version="1.0", code_hash=registered.code_hash)
-    w.config = dataclasses.replace(w.config, contracts=(pin,))
+    w.config = replace(w.config, contracts=(pin,))
     w.registry = registry  # type: ignore[attr-defined]
     return w
 
@@ -57,7 +56,7 @@ def proposal(world: World, function: str = "add", *args: bytes, **changes: objec
         nonce=os.urandom(24),
         timestamp_ms=NOW_MS,
     )
-    return dataclasses.replace(p, **changes) if changes else p
+    return replace(p, **changes) if changes else p
 
 
 def signed(world: World, p: Proposal, key: SigningKey | None = None) -> SignedProposal:
@@ -99,7 +98,7 @@ def test_four_endorsers_agree_and_their_quorum_validates(world: World) -> None:
 def test_a_lying_endorser_is_outvoted_and_named(world: World) -> None:
     sp = signed(world, proposal(world))
     outcomes = {node: run(world, sp, node) for node in HOSPITALS}
-    lie = dataclasses.replace(outcomes["riverside"].response, result=b"999")
+    lie = replace(outcomes["riverside"].response, result=b"999")
     replies = [
         Reply(n, encode(lie if n == "riverside" else o.response), True) for n, o in outcomes.items()
     ]
@@ -160,7 +159,7 @@ def test_bad_proposals_are_refused_and_nothing_is_signed(
 
 def test_a_contract_whose_code_differs_from_the_pin_is_refused(world: World) -> None:
     wrong = ContractPin(name="counter", version="1.0", code_hash=b"\x00" * 32)
-    config = dataclasses.replace(world.config, contracts=(wrong,))
+    config = replace(world.config, contracts=(wrong,))
     with pytest.raises(ProposalRefused, match="differs from the pinned hash"):
         endorse(
             signed(world, proposal(world)),

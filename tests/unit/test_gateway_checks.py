@@ -5,7 +5,6 @@ deadline is left out (the others can still make the quorum) and its request forg
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import ssl
 
@@ -13,7 +12,7 @@ import pytest
 
 from node.gateway import Gateway, QuorumNotReached
 from node.metrics import Metrics
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.config import MemberConfig
 from protocol.hashing import sha256
 from protocol.ordering import EndorseAnswer
@@ -59,11 +58,11 @@ def test_another_members_forged_or_revoked_endorsement_does_not(world: World) ->
     gateway = _gateway(world)
     assert not _signed_by(gateway, member, _reply(world, "stmarys"))  # someone else's
     reply = _reply(world, "riverside")
-    forged = dataclasses.replace(
+    forged = replace(
         reply.endorsements[0], signature=world.keys["riverside"].sign(b"something else")
     )
-    assert not _signed_by(gateway, member, dataclasses.replace(reply, endorsements=(forged,)))
-    assert not _signed_by(gateway, member, dataclasses.replace(reply, endorsements=()))
+    assert not _signed_by(gateway, member, replace(reply, endorsements=(forged,)))
+    assert not _signed_by(gateway, member, replace(reply, endorsements=()))
     revoked = _gateway(world, frozenset({world.serials["riverside"]}))
     assert not _signed_by(revoked, member, reply)
 

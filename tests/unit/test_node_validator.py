@@ -5,14 +5,13 @@ forgotten; and every signature is verified once per node."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import pytest
 
 from node.validator import BlockValidator, ValidatedBlock
 from protocol.block import GENESIS_PREVIOUS_HASH, Block, BlockMetadata, make_header
 from protocol.block import ValidationCode as Code
-from protocol.codec import encode
+from protocol.codec import encode, replace
 from protocol.transaction import Envelope, KVRead, KVWrite
 from storage.ledger import Stores
 from storage.memory import MemoryKV
@@ -121,7 +120,7 @@ def test_each_signature_is_verified_once_per_node(world: World, stores: Stores) 
     assert validator.validate(block, world.config).codes == bytes([Code.VALID])
     assert world.trust.signatures_verified - before == 4  # nothing verified twice
     # A failure is never remembered: a forged creator signature fails every time.
-    forged = dataclasses.replace(envelope, signature=world.keys["northgate"].sign(b"other"))
+    forged = replace(envelope, signature=world.keys["northgate"].sign(b"other"))
     for attempt in (1, 2):
         _discard(validator)
         bad = validator.validate(_block(0, GENESIS_PREVIOUS_HASH, [forged]), world.config)

@@ -22,8 +22,6 @@ two-transaction block, and with hypothesis for random blocks and multi-byte muta
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes as crypto_hashes
@@ -44,7 +42,7 @@ from protocol.block import (
     make_header,
     tx_ids_of,
 )
-from protocol.codec import decode, encode
+from protocol.codec import decode, encode, replace
 from protocol.errors import DecodeError, FieldError, RemoteError
 from protocol.hashing import merkle_root
 from protocol.transaction import (
@@ -69,8 +67,8 @@ ECDSA = ec.ECDSA(crypto_hashes.SHA256(), deterministic_signing=True)
 
 def sign(block: Block) -> Block:
     signature = KEY.sign(encode(block.header), ECDSA)
-    metadata = dataclasses.replace(block.metadata, signer=SIGNER, signature=signature)
-    return dataclasses.replace(block, metadata=metadata)
+    metadata = replace(block.metadata, signer=SIGNER, signature=signature)
+    return replace(block, metadata=metadata)
 
 
 def accepted(raw: bytes) -> Block | None:
@@ -137,7 +135,7 @@ def fixed_block() -> Block:
         endorsements=(Endorsement(cert_hash=bytes(32), signature=b"s1"),),
     )
     envelope = Envelope(transaction=tx, signature=b"client-signature")
-    txs = (encode(envelope), encode(dataclasses.replace(envelope, signature=b"other")))
+    txs = (encode(envelope), encode(replace(envelope, signature=b"other")))
     header = make_header(7, b"\x11" * 32, txs, 1_700_000_000_000)
     metadata = BlockMetadata(signer=b"", signature=b"", validation_codes=bytes([0, 3]))
     return sign(Block(header=header, transactions=txs, metadata=metadata))
@@ -172,8 +170,8 @@ def test_every_truncation_and_extension_of_a_block_is_a_decode_error() -> None:
 
 def test_flipping_a_validation_code_is_the_one_undetected_change() -> None:
     # Documented above: validation codes are recomputed by every peer, never trusted.
-    metadata = dataclasses.replace(FIXED.metadata, validation_codes=bytes([0, 4]))
-    changed = dataclasses.replace(FIXED, metadata=metadata)
+    metadata = replace(FIXED.metadata, validation_codes=bytes([0, 4]))
+    changed = replace(FIXED, metadata=metadata)
     assert accepted(encode(changed)) == changed
     assert changed.hash() == FIXED.hash()
 
@@ -220,7 +218,7 @@ def test_swapping_transactions_between_blocks_breaks_the_data_hash(
 ) -> None:
     if block.transactions == other.transactions:
         return
-    swapped = dataclasses.replace(block, transactions=other.transactions)
+    swapped = replace(block, transactions=other.transactions)
     assert data_problems(swapped)
 
 
@@ -228,16 +226,14 @@ def test_swapping_transactions_between_blocks_breaks_the_data_hash(
 
 
 def test_data_problems_names_each_mismatch() -> None:
-    one_less = dataclasses.replace(FIXED, transactions=FIXED.transactions[:1])
+    one_less = replace(FIXED, transactions=FIXED.transactions[:1])
     problems = data_problems(one_less)
     assert any("counts 2" in p for p in problems)
     assert any("data hash" in p for p in problems)
     assert any("validation codes" in p for p in problems)
-    reordered = dataclasses.replace(FIXED, transactions=FIXED.transactions[::-1])
+    reordered = replace(FIXED, transactions=FIXED.transactions[::-1])
     assert data_problems(reordered) == ["data hash does not match the transactions"]
-    no_codes = dataclasses.replace(
-        FIXED, metadata=dataclasses.replace(FIXED.metadata, validation_codes=b"")
-    )
+    no_codes = replace(FIXED, metadata=replace(FIXED.metadata, validation_codes=b""))
     assert data_problems(no_codes) == []
 
 
@@ -282,11 +278,11 @@ def test_block_field_limits() -> None:
     with pytest.raises(FieldError):
         make_header(0, bytes(31), (), 0)
     with pytest.raises(FieldError):
-        dataclasses.replace(FIXED.header, tx_count=limits.BLOCK_TXS_MAX + 1)
+        replace(FIXED.header, tx_count=limits.BLOCK_TXS_MAX + 1)
     with pytest.raises(FieldError):
-        dataclasses.replace(FIXED, transactions=(b"",) * (limits.BLOCK_TXS_MAX + 1))
+        replace(FIXED, transactions=(b"",) * (limits.BLOCK_TXS_MAX + 1))
     with pytest.raises(FieldError):
-        dataclasses.replace(FIXED, transactions=(bytes(limits.ENVELOPE_BYTES_MAX + 1),))
+        replace(FIXED, transactions=(bytes(limits.ENVELOPE_BYTES_MAX + 1),))
     with pytest.raises(FieldError):
-        dataclasses.replace(FIXED.metadata, validation_codes=bytes(limits.BLOCK_TXS_MAX + 1))
+        replace(FIXED.metadata, validation_codes=bytes(limits.BLOCK_TXS_MAX + 1))
     assert ValidationCode.VALID == 0 and ValidationCode.NOT_VALIDATED == 255

@@ -15,14 +15,12 @@ duplicate contract names. Also: tx ids of proposals, envelopes and configuration
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import limits
-from protocol.codec import _FieldSpec, _specs, encode, kinds
+from protocol.codec import _FieldSpec, _specs, encode, kinds, replace
 from protocol.config import (
     BatchConfig,
     ConfigEnvelope,
@@ -75,7 +73,7 @@ def filled(kind: str, length: int) -> str | bytes:
 def replace_or_field_error(msg: object, **changes: object) -> object | None:
     """The changed message, or None if a cross-field check (not the limit) refused it."""
     try:
-        return dataclasses.replace(msg, **changes)  # type: ignore[type-var]
+        return replace(msg, **changes)  # type: ignore[type-var]
     except FieldError as e:
         if "length" in e.problem:
             raise
@@ -92,11 +90,11 @@ def test_length_limits(tag: str, name: str, data: st.DataObject) -> None:
         replace_or_field_error(msg, **{name: filled(spec.kind, spec.exact_len)})
         for wrong in (spec.exact_len - 1, spec.exact_len + 1):
             with pytest.raises(FieldError, match=name):
-                dataclasses.replace(msg, **{name: filled(spec.kind, wrong)})
+                replace(msg, **{name: filled(spec.kind, wrong)})
     else:
         replace_or_field_error(msg, **{name: filled(spec.kind, spec.max_len)})
         with pytest.raises(FieldError, match=f"{name}.*over the limit"):
-            dataclasses.replace(msg, **{name: filled(spec.kind, spec.max_len + 1)})
+            replace(msg, **{name: filled(spec.kind, spec.max_len + 1)})
 
 
 @pytest.mark.parametrize(("tag", "name"), BOUNDED_INTS, ids=[f"{t}.{n}" for t, n in BOUNDED_INTS])
@@ -109,7 +107,7 @@ def test_int_ranges(tag: str, name: str, data: st.DataObject) -> None:
         replace_or_field_error(msg, **{name: edge})
     for outside in (spec.min_value - 1, spec.max_value + 1):
         with pytest.raises(FieldError, match=name):
-            dataclasses.replace(msg, **{name: outside})
+            replace(msg, **{name: outside})
 
 
 def test_the_limits_that_matter_most_are_where_we_expect() -> None:
@@ -137,25 +135,25 @@ WRITE = KVWrite(namespace="r", key=b"k", value=b"v", is_delete=False)
     "field_name", ["network_id", "contract", "function"], ids=lambda f: f"proposal.{f}"
 )
 def test_too_long_ids(field_name: str) -> None:
-    dataclasses.replace(PROPOSAL, **{field_name: "a" * limits.ID_CHARS_MAX})
+    replace(PROPOSAL, **{field_name: "a" * limits.ID_CHARS_MAX})
     with pytest.raises(FieldError, match=field_name):
-        dataclasses.replace(PROPOSAL, **{field_name: "a" * (limits.ID_CHARS_MAX + 1)})
+        replace(PROPOSAL, **{field_name: "a" * (limits.ID_CHARS_MAX + 1)})
 
 
 @pytest.mark.parametrize("length", [0, limits.NONCE_BYTES - 1, limits.NONCE_BYTES + 1, 32])
 def test_wrong_nonce_length(length: int) -> None:
     with pytest.raises(FieldError, match="nonce"):
-        dataclasses.replace(PROPOSAL, nonce=bytes(length))
+        replace(PROPOSAL, nonce=bytes(length))
 
 
 def test_too_many_or_too_long_args() -> None:
-    dataclasses.replace(PROPOSAL, args=(b"",) * limits.ARGS_MAX)
+    replace(PROPOSAL, args=(b"",) * limits.ARGS_MAX)
     with pytest.raises(FieldError, match="args"):
-        dataclasses.replace(PROPOSAL, args=(b"",) * (limits.ARGS_MAX + 1))
+        replace(PROPOSAL, args=(b"",) * (limits.ARGS_MAX + 1))
     with pytest.raises(FieldError, match=r"args\[1\]"):
-        dataclasses.replace(PROPOSAL, args=(b"", bytes(limits.ARG_BYTES_MAX + 1)))
+        replace(PROPOSAL, args=(b"", bytes(limits.ARG_BYTES_MAX + 1)))
     with pytest.raises(FieldError, match=r"args\[0\]"):
-        dataclasses.replace(PROPOSAL, args=("text",))
+        replace(PROPOSAL, args=("text",))
 
 
 def test_rw_set_limits() -> None:
@@ -179,15 +177,15 @@ def test_endorsement_and_event_counts() -> None:
         events=(ContractEvent(name="e", payload=b""),) * limits.EVENTS_MAX,
     )
     with pytest.raises(FieldError, match="events"):
-        dataclasses.replace(response, events=response.events + response.events[:1])
+        replace(response, events=response.events + response.events[:1])
     endorsement = Endorsement(cert_hash=bytes(32), signature=b"s")
     tx = Transaction(
         proposal=PROPOSAL, response=response, endorsements=(endorsement,) * limits.ENDORSEMENTS_MAX
     )
     with pytest.raises(FieldError, match="endorsements"):
-        dataclasses.replace(tx, endorsements=(*tx.endorsements, endorsement))
+        replace(tx, endorsements=(*tx.endorsements, endorsement))
     with pytest.raises(FieldError, match="status"):
-        dataclasses.replace(response, status=1000)
+        replace(response, status=1000)
     with pytest.raises(FieldError, match="signature"):
         Endorsement(cert_hash=bytes(32), signature=bytes(limits.SIGNATURE_BYTES_MAX + 1))
 
@@ -199,7 +197,7 @@ def test_nested_messages_must_have_their_exact_class() -> None:
 
 def test_tx_ids() -> None:
     nonce, creator = bytes(range(24)), b"creator"
-    proposal = dataclasses.replace(PROPOSAL, nonce=nonce, creator=creator)
+    proposal = replace(PROPOSAL, nonce=nonce, creator=creator)
     assert proposal.tx_id == sha256(nonce + creator)
     response = ProposalResponse(
         proposal_hash=proposal_hash(proposal),
@@ -266,21 +264,21 @@ def test_the_base_configuration_is_valid() -> None:
     ("changes", "problem"),
     [
         ({"orgs": (MINISTRY, NORTH, NORTH)}, "duplicate org_id"),
-        ({"orgs": (MINISTRY, NORTH, dataclasses.replace(SOUTH, org_id="northgate"))}, "duplicate"),
+        ({"orgs": (MINISTRY, NORTH, replace(SOUTH, org_id="northgate"))}, "duplicate"),
         ({"orgs": (NORTH, SOUTH)}, "exactly one ministry"),
         (
-            {"orgs": (MINISTRY, NORTH, dataclasses.replace(SOUTH, kind="ministry"))},
+            {"orgs": (MINISTRY, NORTH, replace(SOUTH, kind="ministry"))},
             "exactly one ministry",
         ),
         ({"orgs": ()}, "exactly one ministry"),
-        ({"members": (M0, N0, dataclasses.replace(S0, node_id="northgate-0"))}, "duplicate node"),
-        ({"members": (M0, N0, dataclasses.replace(S0, host="north.example"))}, "host and port"),
+        ({"members": (M0, N0, replace(S0, node_id="northgate-0"))}, "duplicate node"),
+        ({"members": (M0, N0, replace(S0, host="north.example"))}, "host and port"),
         (
             {
                 "members": (
                     M0,
                     N0,
-                    dataclasses.replace(S0, host="NORTH.Example", p2p_port=7001, api_port=7002),
+                    replace(S0, host="NORTH.Example", p2p_port=7001, api_port=7002),
                 )
             },
             "host and port",
@@ -290,12 +288,12 @@ def test_the_base_configuration_is_valid() -> None:
                 "members": (
                     M0,
                     N0,
-                    dataclasses.replace(S0, host="north.example", p2p_port=7001, api_port=9000),
+                    replace(S0, host="north.example", p2p_port=7001, api_port=9000),
                 )
             },
             "host and port",
         ),
-        ({"members": (M0, N0, dataclasses.replace(S0, org_id="elsewhere"))}, "names no org"),
+        ({"members": (M0, N0, replace(S0, org_id="elsewhere"))}, "names no org"),
         ({"members": ()}, "at least one Raft member"),
         ({"endorsement_rule": "majority"}, "endorsement_rule"),
         ({"endorsement_rule": ""}, "endorsement_rule"),
@@ -306,15 +304,15 @@ def test_the_base_configuration_is_valid() -> None:
 )
 def test_network_config_rules(changes: dict, problem: str) -> None:
     with pytest.raises(FieldError, match=problem):
-        dataclasses.replace(CONFIG, **changes)
+        replace(CONFIG, **changes)
 
 
 def test_endpoints_may_share_a_host_on_different_ports() -> None:
     local = tuple(
-        dataclasses.replace(m, host="127.0.0.1", p2p_port=7000 + 2 * i, api_port=7001 + 2 * i)
+        replace(m, host="127.0.0.1", p2p_port=7000 + 2 * i, api_port=7001 + 2 * i)
         for i, m in enumerate(CONFIG.members)
     )
-    dataclasses.replace(CONFIG, members=local)
+    replace(CONFIG, members=local)
 
 
 @pytest.mark.parametrize(
@@ -337,7 +335,7 @@ def test_endpoints_may_share_a_host_on_different_ports() -> None:
 def test_config_part_rules(cls: type, base: object, changes: dict, problem: str) -> None:
     assert type(base) is cls
     with pytest.raises(FieldError, match=problem):
-        dataclasses.replace(base, **changes)  # type: ignore[type-var]
+        replace(base, **changes)  # type: ignore[type-var]
 
 
 def test_config_update_must_name_its_config_network() -> None:
@@ -351,7 +349,7 @@ def test_config_update_must_name_its_config_network() -> None:
     envelope = ConfigEnvelope(update=update, signature=b"sig")
     assert envelope.tx_id == update.tx_id == sha256(bytes(24) + b"admin")
     with pytest.raises(FieldError, match="network_id"):
-        dataclasses.replace(update, network_id="other-network")
+        replace(update, network_id="other-network")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -364,6 +362,6 @@ def test_generated_configurations_keep_the_rules(config: NetworkConfig) -> None:
 
 def test_field_errors_are_remote_errors_with_their_parts() -> None:
     with pytest.raises(FieldError) as info:
-        dataclasses.replace(NORTH, kind="clinic")
+        replace(NORTH, kind="clinic")
     assert isinstance(info.value, RemoteError)
     assert (info.value.message_kind, info.value.field) == ("org_config", "kind")

@@ -10,7 +10,6 @@ are off unless a test turns them on, to match the paper.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
@@ -27,6 +26,7 @@ from consensus.raft import (
     TransferRefused,
     UncommittedBytesExceeded,
 )
+from protocol.codec import replace
 from protocol.errors import InvariantViolation, LocalError
 from protocol.raft import (
     ADD_LEARNER,
@@ -387,7 +387,7 @@ def test_a_bare_commit_announcement_wants_no_answer() -> None:
     (recovery,) = [m for m in flush(node) if isinstance(m, AppendEntries)]
     assert (recovery.recipient, recovery.entries, recovery.ack) == ("3", (), True)
     # Had 3 lost the entry itself, it rejects; the leader probes it, wanting answers.
-    node.step(dataclasses.replace(app_resp("3", "1", 1, index), reject=True, hint_index=index))
+    node.step(replace(app_resp("3", "1", 1, index), reject=True, hint_index=index))
     (probe,) = [m for m in flush(node) if isinstance(m, AppendEntries) and m.recipient == "3"]
     assert node.progress["3"].state is ProgressState.PROBE and probe.ack
 
@@ -397,7 +397,7 @@ def test_a_follower_answers_an_unwanted_acknowledgement_only_to_reject_it(matche
     """A follower accepting an ``ack=False`` append sends nothing back (it still applies the
     commit); one whose log does not hold the previous entry rejects it as usual."""
     node = make_node(store=store_with([1, 1], term=1))
-    announcement = dataclasses.replace(
+    announcement = replace(
         append("2", "1", term=1, log_index=2 if matches else 3, log_term=1, commit=2), ack=False
     )
     node.step(announcement)
