@@ -586,11 +586,12 @@ def slow_decode(raw: bytes) -> object:
 def decode_or_remote_error(raw: bytes) -> None:
     """*raw* decodes to a canonical message or raises a RemoteError, and the fast path
     takes exactly what the slow one does (refusing it, it leaves the slow one to explain)."""
-    fast = _decode_fast(raw, None)
+    # decode checks the size before either path reads anything.
+    fast = _decode_fast(raw, None) if len(raw) <= limits.MESSAGE_BYTES_MAX else None
     try:
         msg = slow_decode(raw)
-    except RemoteError:
-        assert fast is None, f"the fast path took what the slow one refuses: {fast!r}"
+    except RemoteError as e:
+        assert fast is None, f"the fast path took a {type(fast).__name__} the slow one refuses: {e}"
         with pytest.raises(RemoteError):
             decode(raw)
         return
