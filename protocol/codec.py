@@ -439,9 +439,10 @@ def _decode_fast(raw: bytes, expect: type | None) -> Any:
     encoding; None for anything else, which :func:`decode` then reads the slow way, to
     accept what this refused wrongly or to say exactly why it refuses.
 
-    The decoders build the messages in C, from the same schema, and each message's
-    ``__post_init__`` checks its fields as the constructor does, so what passes here is
-    what the slow way would accept: canonical bytes of a valid message."""
+    The decoders build the messages in C from the same schema, checking each field's type
+    and limits (the ``Meta`` constraints of :func:`_wire_type`; a message's own ``check``
+    still runs in ``__post_init__``), so what passes here is what the slow way would
+    accept: canonical bytes of a valid message."""
     packers = _PACKERS
     try:
         tag, body = packers.outer.decode(raw)
