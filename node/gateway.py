@@ -5,7 +5,9 @@ Any hospital peer is a gateway. It sends the proposal to every endorsing member 
 ``POST /v1/endorse`` over TLS while no stream is up), each with a deadline, checks
 each reply (the endorsement must name the member's own certificate and verify over the
 response bytes), and lets :func:`consensus.endorse.gather` pick the response q endorsers
-signed byte for byte. Endorsers that diverged are logged by node id and counted
+signed byte for byte, as soon as q of them agree: a slow or hung endorser holds up no
+proposal (the others are heard out in the background until the deadline). Endorsers that
+diverged, before or after the answer, are logged by node id and counted
 (``gateway_diverging_endorsers``). The answer is the prepared
 :class:`protocol.transaction.Transaction` (proposal, agreed response, the q endorsements),
 which the client signs into an envelope and submits; the gateway never signs for it.
@@ -28,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from consensus.endorse import (
+    QuorumOutcome,
     Reply,
     check_endorsement,
     endorsers_by_cert_hash,
@@ -86,6 +89,7 @@ class Gateway:
         self.metrics = metrics
         self.deadline_s = deadline_s
         self._session: aiohttp.ClientSession | None = None
+        self._late: set[asyncio.Future[None]] = set()  # endorsers heard out after a quorum
 
     def _client_session(self) -> aiohttp.ClientSession:
         """One keep-alive session for every proposal: a TLS handshake per endorser, not per
@@ -98,7 +102,10 @@ class Gateway:
         return self._session
 
     async def close(self) -> None:
-        """Close the session's connections (at node shutdown)."""
+        """Stop hearing out late endorsers and close the session's connections (at node
+        shutdown)."""
+        for late in list(self._late):
+            late.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -112,22 +119,11 @@ class Gateway:
         """The prepared Transaction's canonical bytes for the signed proposal *raw*."""
         signed = decode(raw, SignedProposal)
         members = endorsing_members(self._network())
-        answers = await self._ask_all(members, raw, signed)
-        replies: list[Reply] = []
-        answered: dict[str, EndorseReply] = {}
-        refusals: dict[str, str] = {}
-        for member in members:
-            answer = answers[member.node_id]
-            if isinstance(answer, RemoteError):
-                refusals[member.node_id] = str(answer)
-            if isinstance(answer, BaseException):
-                continue  # missing: refused, unreachable or too slow
-            answered[member.node_id] = answer
-            replies.append(Reply(member.node_id, answer.response, self._signed_by(member, answer)))
-        outcome = gather(replies, [m.node_id for m in members])
-        if outcome.diverging:
-            self.metrics.inc("gateway_diverging_endorsers", len(outcome.diverging))
-            event(log, logging.WARNING, "gateway.diverging", endorsers=",".join(outcome.diverging))
+        tally = _Tally(members, self._signed_by)
+        await self._ask_all(members, raw, signed, tally)
+        outcome = tally.outcome()
+        self._report_diverging(outcome.diverging)
+        answered, refusals = tally.answered, tally.refusals
         if outcome.response is None:
             refusal = self._common_refusal(answered)
             if refusal is not None:
@@ -156,14 +152,23 @@ class Gateway:
         )
 
     async def _ask_all(
-        self, members: tuple[MemberConfig, ...], raw: bytes, signed: SignedProposal
-    ) -> dict[str, EndorseReply | BaseException]:
-        """Every member's reply to *raw* (or why there is none), within the deadline.
+        self,
+        members: tuple[MemberConfig, ...],
+        raw: bytes,
+        signed: SignedProposal,
+        tally: _Tally,
+    ) -> None:
+        """Put every member's reply to *raw* (or why there is none) in *tally*, until q of
+        them agree or every member has answered or the deadline has passed.
 
         The other endorsers are asked first (over their streams, or HTTPS while a stream is
         down), then this node's own endorser runs while they simulate; their answers are
-        futures waited on together, not a task per endorser."""
-        deadline = asyncio.get_running_loop().time() + self.deadline_s
+        futures waited on together, not a task per endorser. Once q agree, the proposal is
+        answered without waiting for the rest (a slow or hung endorser holds up nobody);
+        they are heard out in the background until the deadline, only to report any that
+        diverge."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
         height = self._chain_height()  # what this node's clients may have seen committed
         link = self._link
         pending: dict[str, asyncio.Future[Any]] = {}
@@ -185,26 +190,77 @@ class Gateway:
             pending[member.node_id] = asyncio.ensure_future(
                 self._ask_over_https(member, raw, height)
             )
-        answers: dict[str, EndorseReply | BaseException] = {}
         try:
             if ask_self:
                 try:
-                    answers[self.node_id] = await run_endorsement(
+                    answer: EndorseReply | BaseException = await run_endorsement(
                         self._endorse_locally, signed, metrics=self.metrics
                     )
                 except Exception as error:  # a refusal, as a peer's would be
-                    answers[self.node_id] = error
-            if pending:
-                left = deadline - asyncio.get_running_loop().time()
-                await asyncio.wait(pending.values(), timeout=max(left, 0))
-        finally:
-            for request_id in requests:
-                link.forget(request_id)  # type: ignore[union-attr]  # requests imply a link
-            for waiting in pending.values():
-                waiting.cancel()  # no-op once done
+                    answer = error
+                tally.add(self.node_id, answer)
+            while pending and not tally.outcome().reached:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.wait(
+                    pending.values(), timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                for node_id in [n for n, waiting in pending.items() if waiting.done()]:
+                    tally.add(node_id, _answer_of(node_id, pending.pop(node_id)))
+        except BaseException:
+            self._give_up(pending, requests)
+            raise
+        if pending and tally.outcome().reached:
+            late = asyncio.ensure_future(self._hear_out(pending, requests, deadline, tally))
+            self._late.add(late)
+
+            def done(late: asyncio.Future[None]) -> None:
+                self._late.discard(late)
+                self._give_up(pending, requests)  # also if cancelled before it ran
+
+            late.add_done_callback(done)
+            return
+        self._give_up(pending, requests)
         for node_id, waiting in pending.items():
-            answers[node_id] = _answer_of(node_id, waiting)
-        return answers
+            tally.add(node_id, _answer_of(node_id, waiting))
+
+    async def _hear_out(
+        self,
+        pending: dict[str, asyncio.Future[Any]],
+        requests: list[int],
+        deadline: float,
+        tally: _Tally,
+    ) -> None:
+        """After a quorum answered: wait (until *deadline*) for the endorsers still asked, and
+        report those whose answer diverges from the quorum's."""
+        reported = set(tally.outcome().diverging)
+        try:
+            left = deadline - asyncio.get_running_loop().time()
+            if left > 0:
+                await asyncio.wait(pending.values(), timeout=left)
+        finally:
+            self._give_up(pending, requests)
+        for node_id, waiting in pending.items():
+            tally.add(node_id, _answer_of(node_id, waiting))
+        self._report_diverging(tuple(n for n in tally.outcome().diverging if n not in reported))
+
+    def _give_up(self, pending: dict[str, asyncio.Future[Any]], requests: list[int]) -> None:
+        """Stop waiting for *pending* answers (and the link's *requests*)."""
+        for request_id in requests:
+            self._link.forget(request_id)  # type: ignore[union-attr]  # requests imply a link
+        for waiting in pending.values():
+            waiting.cancel()  # no-op once done
+
+    def _report_diverging(self, diverging: tuple[str, ...]) -> None:
+        if diverging:
+            self.metrics.inc("gateway_diverging_endorsers", len(diverging))
+            event(log, logging.WARNING, "gateway.diverging", endorsers=",".join(diverging))
+
+    async def settle(self) -> None:
+        """Wait until the endorsers still heard out after a quorum have answered or timed out."""
+        while self._late:
+            await asyncio.wait(list(self._late))
 
     async def _ask_over_https(
         self, member: MemberConfig, raw: bytes, chain_height: int
@@ -257,6 +313,35 @@ class Gateway:
             if status != 200:
                 return f"{status} {message}"
         return None
+
+
+class _Tally:
+    """The answers to one proposal so far, and the quorum outcome they give."""
+
+    def __init__(
+        self,
+        members: tuple[MemberConfig, ...],
+        signed_by: Callable[[MemberConfig, EndorseReply], bool],
+    ) -> None:
+        self._members = {m.node_id: m for m in members}
+        self._names = [m.node_id for m in members]
+        self._signed_by = signed_by
+        self._replies: list[Reply] = []
+        self.answered: dict[str, EndorseReply] = {}
+        self.refusals: dict[str, str] = {}
+
+    def add(self, node_id: str, answer: EndorseReply | BaseException) -> None:
+        """*node_id*'s reply, or why there is none (a refusal is remembered with its reason)."""
+        if isinstance(answer, RemoteError):
+            self.refusals[node_id] = str(answer)
+        if isinstance(answer, BaseException):
+            return  # missing: refused, unreachable or too slow
+        self.answered[node_id] = answer
+        member = self._members[node_id]
+        self._replies.append(Reply(node_id, answer.response, self._signed_by(member, answer)))
+
+    def outcome(self) -> QuorumOutcome:
+        return gather(self._replies, self._names)
 
 
 def _refusal_reason(body: bytes) -> str | None:
