@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from node.chain_watch import ChainWatch, behind
+from node.chain_watch import ChainWatch, catch_up, must_wait
 from node.client_stream import ClientStreamServer, Operation
 from node.endorser import run_endorsement
 from node.events import EventHub
@@ -175,9 +175,10 @@ async def endorse(request: web.Request) -> web.Response:
     wanted = request.query.get("chain_height", "0")
     if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 19:  # 19 digits: under 2**63
         return _error(400, "chain_height must be a non-negative integer")
-    if not await service.chain.reach(int(wanted)):
-        service.metrics.inc("endorser_behind_chain")
-        return _error(503, behind(service.chain.height, int(wanted)))
+    if must_wait(service.chain, int(wanted), service.metrics):
+        refusal = await catch_up(service.chain, int(wanted), service.metrics)
+        if refusal is not None:
+            return _error(503, refusal)
     try:
         reply = await run_endorsement(service.endorse, raw, metrics=service.metrics)
     except RemoteError as e:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from node.metrics import Metrics
+
 # Long enough for a member a few blocks behind (a commit reaches every member within a
 # Raft round trip or a heartbeat, 50 ms), well inside the gateway's deadline (5 s).
 CHAIN_WAIT_S = 1.0
@@ -69,9 +71,22 @@ class ChainWatch:
         return True
 
 
-def behind(own: int, wanted: int) -> str:
-    """The refusal of an endorser whose chain did not reach the gateway's in time."""
+def must_wait(chain: ChainWatch, height: int, metrics: Metrics) -> bool:
+    """Whether a request for *height* blocks must wait for *chain* (counted, as
+    ``endorser_waited_for_chain``, when it arrives: by then the chain may catch up)."""
+    if chain.height >= height:
+        return False
+    metrics.inc("endorser_waited_for_chain")
+    return True
+
+
+async def catch_up(chain: ChainWatch, height: int, metrics: Metrics) -> str | None:
+    """None once *chain* holds *height* blocks; else, after :data:`CHAIN_WAIT_S`, the
+    endorser's refusal (counted as ``endorser_behind_chain``)."""
+    if await chain.reach(height):
+        return None
+    metrics.inc("endorser_behind_chain")
     return (
-        f"this endorser's chain has {own} blocks, the gateway's {wanted};"
+        f"this endorser's chain has {chain.height} blocks, the gateway's {height};"
         f" it did not catch up within {CHAIN_WAIT_S:g} s"
     )

@@ -27,7 +27,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from node.chain_watch import ChainWatch, behind
+from node.chain_watch import ChainWatch, catch_up, must_wait
 from node.endorser import ProposalTooCostly, endorse_inline, endorse_on_thread
 from node.logs import event
 from node.metrics import Metrics
@@ -122,8 +122,7 @@ class EndorseLink:
     def _serve(self, sender: str, msg: EndorseRequest) -> None:
         self.metrics.inc("endorse_link_requests")
         chain = self._chain
-        if chain is not None and chain.height < msg.chain_height:
-            self.metrics.inc("endorser_waited_for_chain")
+        if chain is not None and must_wait(chain, msg.chain_height, self.metrics):
             waiting = asyncio.ensure_future(self._serve_when_caught_up(chain, sender, msg))
             self._catching_up.add(waiting)
             waiting.add_done_callback(self._catching_up.discard)
@@ -133,12 +132,12 @@ class EndorseLink:
     async def _serve_when_caught_up(
         self, chain: ChainWatch, sender: str, msg: EndorseRequest
     ) -> None:
-        if await chain.reach(msg.chain_height):
+        refusal = await catch_up(chain, msg.chain_height, self.metrics)
+        if refusal is None:
             self._simulate(sender, msg)
             return
-        self.metrics.inc("endorser_behind_chain")
         event(log, logging.INFO, "endorse_link.behind", peer=sender, height=chain.height)
-        self._answer(sender, msg.request_id, b"", behind(chain.height, msg.chain_height))
+        self._answer(sender, msg.request_id, b"", refusal)
 
     def _simulate(self, sender: str, msg: EndorseRequest) -> None:
         try:

@@ -8,6 +8,7 @@ the pids it started; :func:`chain_tx_ids` reads a stopped node's chain back.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,12 @@ class Cluster:
     def exit_code(self, node_id: str) -> int | None:
         """The exit code of *node_id*'s process started by :meth:`spawn`; None while it runs."""
         return self.procs[node_id].poll()
+
+    def metric(self, node_id: str, name: str) -> int:
+        """The counter *name* in *node_id*'s ``/metrics`` (0 if it was never counted)."""
+        text = self.client(node_id).request_text("/metrics")
+        found = re.search(rf"^medledger_{name} (\d+)$", text, re.MULTILINE)
+        return int(found.group(1)) if found else 0
 
     def pause(self, node_id: str) -> None:
         """Freeze *node_id* (SIGSTOP): its sockets stay open and what peers send it waits."""

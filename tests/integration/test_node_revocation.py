@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 
 from identity.certs import cert_from_der
@@ -22,12 +21,6 @@ from tests.integration.cluster import Cluster, medledger
 
 REVOKED = "riverside"
 OTHERS = ("ministry", "northgate", "stmarys", "westfield")
-
-
-def _metric(cluster: Cluster, node: str, name: str) -> int:
-    text = cluster.client(node).request_text("/metrics")
-    found = re.search(rf"^medledger_{name} (\d+)$", text, re.MULTILINE)
-    return int(found.group(1)) if found else 0
 
 
 def _eventually(condition, what: str, timeout_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
@@ -69,18 +62,18 @@ def test_a_revoked_node_is_cut_off_and_its_endorsements_no_longer_count(
     # riverside does not get back in: its handshakes fail in TLS, before the application
     # could refuse them (no 'refused' count for riverside's dials).
     _eventually(
-        lambda: sum(_metric(cluster, n, "p2p_streams_closed_not_accepted") for n in OTHERS) >= 4,
+        lambda: sum(cluster.metric(n, "p2p_streams_closed_not_accepted") for n in OTHERS) >= 4,
         "the streams with riverside were not closed",
     )
-    refused_before = {n: _metric(cluster, n, "p2p_in_refused_unknown_peer") for n in OTHERS}
-    failed_before = _metric(cluster, REVOKED, "p2p_out_connect_failed")
+    refused_before = {n: cluster.metric(n, "p2p_in_refused_unknown_peer") for n in OTHERS}
+    failed_before = cluster.metric(REVOKED, "p2p_out_connect_failed")
     _eventually(
-        lambda: _metric(cluster, REVOKED, "p2p_out_connect_failed") >= failed_before + 4,
+        lambda: cluster.metric(REVOKED, "p2p_out_connect_failed") >= failed_before + 4,
         "riverside stopped redialling",
     )
     for node in OTHERS:
         assert REVOKED not in cluster.client(node).raft_status()["reachable"], node
-        assert _metric(cluster, node, "p2p_in_refused_unknown_peer") == refused_before[node]
+        assert cluster.metric(node, "p2p_in_refused_unknown_peer") == refused_before[node]
 
     # Transactions still commit, endorsed by the three other hospitals only.
     secret_hash = hashlib.sha256(b"a one-time secret").hexdigest()
