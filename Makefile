@@ -33,7 +33,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/floors.py
 
-# The ordering service against etcd (installs Debian's etcd-server if missing).
+# The ordering service against etcd, 3 and 5 members each (installs Debian's etcd-server if
+# missing).
 bench-raft: $(STAMP)
 	$(BIN)/python bench/raft_vs_etcd.py --rounds 3 --wait-quiet 30
 
