@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 from identity.certs import cert_from_der
 from identity.crl import read_crl
 from protocol.codec import decode
 from protocol.config import NetworkConfig
-from tests.integration.cluster import Cluster, medledger
+from tests.integration.cluster import Cluster, medledger, wait_for
 
 REVOKED = "riverside"
 OTHERS = ("ministry", "northgate", "stmarys", "westfield")
-
-
-def _eventually(condition, what: str, timeout_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_a_revoked_node_is_cut_off_and_its_endorsements_no_longer_count(
@@ -61,15 +53,19 @@ def test_a_revoked_node_is_cut_off_and_its_endorsements_no_longer_count(
     # The streams they had with riverside were closed when the update was applied, and
     # riverside does not get back in: its handshakes fail in TLS, before the application
     # could refuse them (no 'refused' count for riverside's dials).
-    _eventually(
-        lambda: sum(cluster.metric(n, "p2p_streams_closed_not_accepted") for n in OTHERS) >= 4,
-        "the streams with riverside were not closed",
+    wait_for(
+        lambda: (
+            sum(cluster.metric(n, "p2p_streams_closed_not_accepted") for n in OTHERS) >= 4 or None
+        ),
+        15,
+        lambda: "the streams with riverside were not closed",
     )
     refused_before = {n: cluster.metric(n, "p2p_in_refused_unknown_peer") for n in OTHERS}
     failed_before = cluster.metric(REVOKED, "p2p_out_connect_failed")
-    _eventually(
-        lambda: cluster.metric(REVOKED, "p2p_out_connect_failed") >= failed_before + 4,
-        "riverside stopped redialling",
+    wait_for(
+        lambda: cluster.metric(REVOKED, "p2p_out_connect_failed") >= failed_before + 4 or None,
+        15,
+        lambda: "riverside stopped redialling",
     )
     for node in OTHERS:
         assert REVOKED not in cluster.client(node).raft_status()["reachable"], node
