@@ -112,6 +112,7 @@ PRESIGNED_PER_S = 4_000
 ETCD_API = {"http": "http", "stream": "grpc"}
 ADMIN_ORG = "northgate"  # a hospital admin present in both the 3- and 5-member networks
 TARGET_ETCD_MEMBERS = 3  # the issue's targets compare against etcd's 3 members
+MEMBERS_MAX = 5  # the local profile's members (ministry + 4 hospitals); etcd as many at most
 TARGET_THROUGHPUT_RATIO = 0.5  # at 64 clients, ours >= 0.5x etcd
 TARGET_P50_RATIO = 2.0  # at 1 client, ours <= 2x etcd
 SATURATED_CORE_PCT = 70.0  # a worker process busier than this may bound the load: split it
@@ -640,17 +641,9 @@ def ratios(runs: list[Run]) -> list[dict[str, Any]]:
     if len({item["round"] for item in out}) < 2:
         return out
     groups = sorted({(i["members"], i["etcd_members"], i["clients"]) for i in out})
-    for members, etcd_members, clients in groups:
-        same = [
-            i
-            for i in out
-            if (i["members"], i["etcd_members"], i["clients"])
-            == (
-                members,
-                etcd_members,
-                clients,
-            )
-        ]
+    for group in groups:
+        members, etcd_members, clients = group
+        same = [i for i in out if (i["members"], i["etcd_members"], i["clients"]) == group]
         median: dict[str, Any] = {
             "round": "median",
             "members": members,
@@ -796,14 +789,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def system_members(system: str) -> tuple[str, int]:
-    """("etcd" or "ours", members) of a --systems name: etcd (3 members), etcdN or oursN."""
+    """("etcd" or "ours", members) of a --systems name: etcd (3 members), etcdN or oursN,
+    N from 1 to MEMBERS_MAX; ValueError for anything else."""
+    if system == "etcd":
+        return "etcd", TARGET_ETCD_MEMBERS
     for kind in ("etcd", "ours"):
         count = system.removeprefix(kind)
-        if system == "etcd":
-            return "etcd", TARGET_ETCD_MEMBERS
-        if count != system and count.isdigit() and 1 <= int(count) <= 5:
+        digits = count != system and count.isascii() and count.isdigit()
+        if digits and 1 <= int(count) <= MEMBERS_MAX:
             return kind, int(count)
-    raise ValueError(f"unknown system {system!r} (etcd, etcd5, ours3, ours5, ...: 1 to 5 members)")
+    raise ValueError(
+        f"unknown system {system!r}: etcd, etcdN or oursN with N from 1 to {MEMBERS_MAX}"
+    )
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
