@@ -1,9 +1,12 @@
-"""`medledger chain show|verify`: read a node's chain straight from its LevelDB."""
+"""`medledger chain show|verify`: read a node's chain straight from its LevelDB, or, while the
+node runs (and so holds its database's lock), through the node's API with the network's CAs."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,16 +20,31 @@ from node.chain_audit import ChainReport, audit_chain
 from node.client import NodeClient, network_ssl_context
 from node.config import load_node_config
 from node.store import open_node_store
-from protocol.errors import MedledgerError
+from node.supervisor import api_url
+from protocol.block import Block
+from protocol.codec import decode
+from protocol.errors import ConfigError, MedledgerError
+from storage.errors import DatabaseLockedError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeData:
-    """Where one node's database is, and the genesis file it must start with (if known)."""
+    """Where one node's database is, the genesis file it must start with (if known), and
+    its API (if known), for when the running node holds the database."""
 
     name: str
-    data_dir: Path
+    data_dir: Path | None  # None: only through the API
     genesis: Path | None
+    api: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chain:
+    """One node's chain, opened for reading: its height and a reader of raw blocks."""
+
+    height: int
+    block_bytes: Callable[[int], bytes | None]
+    via_api: str | None  # the API URL it is read through, None for the database
 
 
 def _node_data(data: Path) -> NodeData:
@@ -49,8 +67,31 @@ def _targets(network: Path, data: Path | None, node: str | None) -> list[NodeDat
     out = []
     for e in entries:
         nd = _node_data(e.config.parent)
-        out.append(dataclasses.replace(nd, genesis=nd.genesis or network / GENESIS_FILE))
+        out.append(
+            dataclasses.replace(nd, genesis=nd.genesis or network / GENESIS_FILE, api=api_url(e))
+        )
     return out
+
+
+@contextlib.contextmanager
+def open_chain(network: Path, target: NodeData) -> Iterator[Chain]:
+    """*target*'s chain from its database; if its node is running (the database is locked)
+    and its API is known, through the API, trusting *network*'s CAs."""
+    with contextlib.ExitStack() as stack:
+        stores = None
+        if target.data_dir is not None:
+            try:
+                stores = stack.enter_context(open_node_store(target.data_dir))
+            except DatabaseLockedError:
+                if target.api is None:
+                    raise
+        if stores is not None:
+            yield Chain(stores.blocks.height, stores.blocks.get_raw, None)
+            return
+        if target.api is None:
+            raise ConfigError(f"{target.name}: neither a database nor an API to read")
+        client = NodeClient(target.api, network_ssl_context(network))
+        yield Chain(int(client.chain_info()["height"]), client.block_bytes, target.api)
 
 
 _network_option = click.option(
@@ -87,7 +128,7 @@ def show(
     """List block headers as a table."""
     try:
         target = _targets(network, data, node)[0]
-        rows = _header_rows(target, start, limit)
+        rows = _header_rows(network, target, start, limit)
     except MedledgerError as e:
         fail(str(e))
     if as_json:
@@ -104,12 +145,16 @@ def show(
         )
 
 
-def _header_rows(target: NodeData, start: int, limit: int) -> list[dict[str, object]]:
+def _header_rows(
+    network: Path, target: NodeData, start: int, limit: int
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    with open_node_store(target.data_dir) as store:
-        for block in store.blocks.iter_blocks(start):
-            if len(rows) >= limit:
-                break
+    with open_chain(network, target) as chain:
+        for number in range(max(start, 0), min(chain.height, max(start, 0) + limit)):
+            raw = chain.block_bytes(number)
+            if raw is None:
+                break  # a running node's chain can only grow; this is the end of a local one
+            block = decode(raw, Block)
             h = block.header
             rows.append(
                 {
@@ -146,15 +191,20 @@ def _signer_name(der: bytes) -> str:
 def verify(network: Path, data: Path | None, node: str | None, as_json: bool) -> None:
     """Verify hash chain, data hashes and signatures; non-zero exit names the first bad block."""
     results: list[tuple[NodeData, ChainReport]] = []
+    via: dict[str, str] = {}  # node -> the API its chain was read through (it was running)
     try:
         if node is not None and node.startswith(("https://", "http://")):
-            results.append((NodeData(node, Path(), None), _audit_remote(network, node)))
+            targets = [NodeData(node, None, network / GENESIS_FILE, api=node)]
         else:
-            for target in _targets(network, data, node):
-                results.append((target, _audit(target)))
+            targets = _targets(network, data, node)
+        for target in targets:
+            report, url = _audit(network, target)
+            results.append((target, report))
+            if url is not None:
+                via[target.name] = url
+        diverged = _diverged(network, results)
     except MedledgerError as e:
         fail(str(e))
-    diverged = _diverged(results)
     heights = {r.height for _, r in results if r.ok}
     identical = not diverged and len(heights) <= 1 and len({r.tip_hash for _, r in results}) <= 1
     if as_json:
@@ -173,6 +223,7 @@ def verify(network: Path, data: Path | None, node: str | None, as_json: bool) ->
                             "tip_hash": r.tip_hash.hex() if r.tip_hash else None,
                             "bad_block": r.bad_block,
                             "reason": r.reason,
+                            "read_through": via.get(t.name),
                         }
                         for t, r in results
                     ],
@@ -182,13 +233,14 @@ def verify(network: Path, data: Path | None, node: str | None, as_json: bool) ->
         )
     else:
         for t, r in results:
+            through = f" (read through {via[t.name]})" if t.name in via else ""
             if r.ok:
                 tip = r.tip_hash.hex()[:16] if r.tip_hash else "-"
-                click.echo(f"{t.name}: ok, {r.height} block(s) verified, tip {tip}")
+                click.echo(f"{t.name}: ok, {r.height} block(s) verified, tip {tip}{through}")
             else:
                 click.echo(
                     f"{t.name}: BAD block {r.bad_block}: {r.reason} "
-                    f"({r.verified} of {r.height} verified before it)"
+                    f"({r.verified} of {r.height} verified before it){through}"
                 )
         if diverged:
             click.echo("chains differ between nodes: two nodes hold different blocks")
@@ -202,43 +254,35 @@ def verify(network: Path, data: Path | None, node: str | None, as_json: bool) ->
         raise SystemExit(EXIT_CHECK_FAILED)
 
 
-def _audit(target: NodeData) -> ChainReport:
+def _audit(network: Path, target: NodeData) -> tuple[ChainReport, str | None]:
+    """*target*'s chain audited, and the API it was read through (None: its database)."""
     genesis = None
     if target.genesis is not None:
         try:
             genesis = target.genesis.read_bytes()
         except OSError:
             fail(f"{target.genesis}: cannot read the network's genesis block")
-    with open_node_store(target.data_dir) as store:
-        return audit_chain(store.blocks.height, store.blocks.get_raw, genesis_bytes=genesis)
+    with open_chain(network, target) as chain:
+        report = audit_chain(chain.height, chain.block_bytes, genesis_bytes=genesis)
+        return report, chain.via_api
 
 
-def _audit_remote(network: Path, url: str) -> ChainReport:
-    """Audit a running node's chain over its API, against *network*'s genesis and CAs."""
-    client = NodeClient(url, network_ssl_context(network))
-    height = int(client.chain_info()["height"])
-    try:
-        genesis = (network / GENESIS_FILE).read_bytes()
-    except OSError:
-        fail(f"{network / GENESIS_FILE}: cannot read the network's genesis block")
-    return audit_chain(height, client.block_bytes, genesis_bytes=genesis)
-
-
-def _diverged(results: list[tuple[NodeData, ChainReport]]) -> bool:
-    """Whether two verified local chains hold different blocks at some common height.
+def _diverged(network: Path, results: list[tuple[NodeData, ChainReport]]) -> bool:
+    """Whether two verified chains hold different blocks at some common height.
 
     Chains are hash-linked, so comparing the block at each distinct height among the nodes
-    that reach it compares whole prefixes.
+    that reach it compares whole prefixes. A running node's chain may have grown since it
+    was audited; only heights its audit reached are compared.
     """
-    local = [(t, r) for t, r in results if r.ok and r.height > 0 and t.data_dir != Path()]
-    for height in sorted({r.height for _, r in local}):
+    verified = [(t, r) for t, r in results if r.ok and r.height > 0]
+    for height in sorted({r.height for _, r in verified}):
         hashes = set()
-        for target, report in local:
+        for target, report in verified:
             if report.height < height:
                 continue
-            with open_node_store(target.data_dir) as stores:
-                block = stores.blocks.get(height - 1)
-            hashes.add(block.hash() if block is not None else None)
+            with open_chain(network, target) as chain:
+                raw = chain.block_bytes(height - 1)
+            hashes.add(None if raw is None else decode(raw, Block).hash())
         if len(hashes) > 1:
             return True
     return False

@@ -7,7 +7,7 @@ or no longer match what they commit to are an ``InvariantViolation``: the node s
 
 from __future__ import annotations
 
-from protocol.errors import InvariantViolation, LocalError
+from protocol.errors import ConfigError, InvariantViolation, LocalError
 
 
 class BlockOrderError(LocalError):
@@ -28,3 +28,8 @@ class UnavailableError(RaftLogError):
 
 class CorruptionError(InvariantViolation):
     """Stored bytes that do not decode or do not match their key: stop the node."""
+
+
+class DatabaseLockedError(ConfigError):
+    """The database is open in another process or object: LevelDB holds one lock per
+    database, and a running node keeps its own."""

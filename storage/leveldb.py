@@ -15,6 +15,7 @@ from pathlib import Path
 import plyvel
 
 from protocol.errors import ConfigError, LocalError
+from storage.errors import DatabaseLockedError
 from storage.kv import check_key, check_value, key_range
 
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
@@ -70,7 +71,7 @@ class LevelDBKV:
             )
         except plyvel.IOError as e:
             if _text(e).startswith("IO error: lock "):  # LevelDB's LockFile failure
-                raise ConfigError(
+                raise DatabaseLockedError(
                     f"LevelDB at {self.path} is locked: it is already open in this or "
                     "another process (is another node running on this data directory?)"
                 ) from None

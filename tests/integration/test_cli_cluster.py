@@ -110,6 +110,17 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     )
     assert remote.returncode == 0, remote.stdout + remote.stderr
     assert "3 block(s) verified" in remote.stdout
+    # With the nodes running (each holds its database's lock), every node's chain is read
+    # through its API instead, and says so.
+    running = medledger("chain", "verify", "--network", str(network), "--json")
+    assert running.returncode == 0, running.stdout + running.stderr
+    report = json.loads(running.stdout)
+    assert report["ok"] and not report["diverged"], report
+    assert [n["height"] for n in report["nodes"]] == [3] * 5, report
+    assert all(n["read_through"].startswith("https://127.0.0.1:") for n in report["nodes"])
+    headers = medledger("chain", "show", "--network", str(network), "--node", "riverside")
+    assert headers.returncode == 0, headers.stderr
+    assert "riverside: 3 block(s) from 0" in headers.stdout
 
     table = medledger("raft", "status", "--network", str(network))
     assert "leader" in table.stdout and "COMMIT" in table.stdout
@@ -120,6 +131,7 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     verify = medledger("chain", "verify", "--network", str(network))
     assert verify.returncode == 0, verify.stdout
     assert verify.stdout.count("3 block(s) verified") == 5
+    assert "read through" not in verify.stdout  # stopped: straight from the databases
 
 
 def test_up_refuses_a_network_already_running(network: Path) -> None:

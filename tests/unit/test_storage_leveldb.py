@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol.errors import ConfigError
+from storage.errors import DatabaseLockedError
 from storage.leveldb import LevelDBKV
 
 
@@ -24,7 +25,7 @@ def test_a_missing_database_without_create(tmp_path: Path) -> None:
 def test_opening_the_same_database_twice_in_one_process(tmp_path: Path) -> None:
     first = LevelDBKV(tmp_path / "db")
     try:
-        with pytest.raises(ConfigError, match="locked") as e:
+        with pytest.raises(DatabaseLockedError, match="locked") as e:
             LevelDBKV(tmp_path / "db")
         assert str(tmp_path / "db") in str(e.value)
     finally:
@@ -49,7 +50,7 @@ def test_a_database_open_in_another_process(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline() == b"open\n"
-        with pytest.raises(ConfigError, match=r"locked.*another process"):
+        with pytest.raises(DatabaseLockedError, match=r"locked.*another process"):
             LevelDBKV(path)
     finally:
         assert holder.stdin is not None
