@@ -128,13 +128,15 @@ def show(
     """List block headers as a table."""
     try:
         target = _targets(network, data, node)[0]
-        rows = _header_rows(network, target, start, limit)
+        rows, via = _header_rows(network, target, start, limit)
     except MedledgerError as e:
         fail(str(e))
     if as_json:
-        click.echo(json.dumps({"node": target.name, "blocks": rows}, indent=2))
+        doc = {"node": target.name, "read_through": via, "blocks": rows}
+        click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"{target.name}: {len(rows)} block(s) from {start}")
+    through = f" (read through {via})" if via is not None else ""
+    click.echo(f"{target.name}: {len(rows)} block(s) from {start}{through}")
     click.echo(
         f"{'BLOCK':>6}  {'HASH':<16}  {'PREVIOUS':<16}  {'TXS':>5}  {'TIME (UTC)':<19}  SIGNER"
     )
@@ -147,7 +149,9 @@ def show(
 
 def _header_rows(
     network: Path, target: NodeData, start: int, limit: int
-) -> list[dict[str, object]]:
+) -> tuple[list[dict[str, object]], str | None]:
+    """Up to *limit* block headers from *start*, and the API they were read through (None:
+    the node's database)."""
     rows: list[dict[str, object]] = []
     with open_chain(network, target) as chain:
         for number in range(max(start, 0), min(chain.height, max(start, 0) + limit)):
@@ -167,7 +171,7 @@ def _header_rows(
                     "signer": _signer_name(block.metadata.signer),
                 }
             )
-    return rows
+        return rows, chain.via_api
 
 
 def _signer_name(der: bytes) -> str:

@@ -120,7 +120,7 @@ def test_up_status_submit_verify_down(network: Path, tmp_path: Path) -> None:
     assert all(n["read_through"].startswith("https://127.0.0.1:") for n in report["nodes"])
     headers = medledger("chain", "show", "--network", str(network), "--node", "riverside")
     assert headers.returncode == 0, headers.stderr
-    assert "riverside: 3 block(s) from 0" in headers.stdout
+    assert "riverside: 3 block(s) from 0 (read through https://127.0.0.1:" in headers.stdout
 
     table = medledger("raft", "status", "--network", str(network))
     assert "leader" in table.stdout and "COMMIT" in table.stdout
