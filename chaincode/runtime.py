@@ -129,6 +129,15 @@ def _answer(status: int, message: str) -> Simulation:
     return Simulation(status, message, b"", RwSet(reads=(), writes=()), ())
 
 
+def answer_text(status: int, message: str) -> str:
+    """An answer other than 200 (the module docstring's statuses), worded for people."""
+    if status == 400:
+        return f"the contract refused it: {message}"
+    if status == 404:
+        return message  # names the missing contract or function
+    return f"the contract answered {status}: {message}"
+
+
 class _BudgetExceeded(BaseException):
     """Raised inside the contract's frames; BaseException so a bare ``except Exception``
     in the contract cannot swallow it."""

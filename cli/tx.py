@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from chaincode.runtime import answer_text
 from cli.cluster import (
     F,
     admin_identity,
@@ -124,7 +125,9 @@ def query(
     elif response.status == 200:
         click.echo(result)
     else:
-        click.echo(f"{caller.node.node_id}: {response.status} {response.message}", err=True)
+        click.echo(
+            f"{caller.node.node_id}: {answer_text(response.status, response.message)}", err=True
+        )
     if response.status != 200:
         raise SystemExit(1)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from chaincode.runtime import answer_text
 from consensus.endorse import (
     QuorumOutcome,
     Reply,
@@ -311,7 +312,7 @@ class Gateway:
         if len(refusals) == 1:
             status, message = next(iter(refusals))
             if status != 200:
-                return f"{status} {message}"
+                return answer_text(status, message)
         return None
 
 

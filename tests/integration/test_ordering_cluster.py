@@ -329,7 +329,8 @@ def test_a_gateway_collects_a_quorum_that_validators_accept(cluster: Cluster) ->
 
     with pytest.raises(NodeRefused) as refused:
         gateway.gateway_endorse(signed("show", b"dr.x1"))
-    assert (refused.value.status, refused.value.reason) == (409, "400 no identity dr.x1")
+    refusal = (refused.value.status, refused.value.reason)
+    assert refusal == (409, "the contract refused it: no identity dr.x1")
     with pytest.raises(NodeRefused) as refused:
         cluster.client("ministry").gateway_endorse(signed("revoked"))
     assert refused.value.status == 404

@@ -16,7 +16,7 @@ from chaincode.api import Contract, Creator, function
 from chaincode.builtin import node_registry
 from chaincode.determinism import determinism_problems
 from chaincode.registry import ContractRegistry
-from chaincode.runtime import Invocation, SimulationRefused, simulate
+from chaincode.runtime import Invocation, SimulationRefused, answer_text, simulate
 from protocol.config import ContractPin
 from protocol.errors import ConfigError
 from protocol.transaction import KVWrite
@@ -250,3 +250,10 @@ def test_only_the_nodes_built_in_contracts_run_unmetered() -> None:
         for name in builtins.names()
     )
     assert ContractRegistry().register(ledger_counter.Counter).metered
+
+
+def test_answers_other_than_200_are_worded_for_people() -> None:
+    """What the gateway and `tx query` print: no bare status codes in front of the reason."""
+    assert answer_text(400, "no identity dr.x1") == "the contract refused it: no identity dr.x1"
+    assert answer_text(404, "no contract 'x'") == "no contract 'x'"
+    assert answer_text(500, "odd") == "the contract answered 500: odd"
