@@ -789,17 +789,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def system_members(system: str) -> tuple[str, int]:
-    """("etcd" or "ours", members) of a --systems name: etcd (3 members), etcdN or oursN,
-    N from 1 to MEMBERS_MAX; ValueError for anything else."""
+    """("etcd" or "ours", members) of a --systems name: etcd (3 members), etcdN with N from
+    1 to MEMBERS_MAX, or oursN with N from 2 (ours needs a hospital: ADMIN_ORG signs the
+    load); ValueError for anything else."""
     if system == "etcd":
         return "etcd", TARGET_ETCD_MEMBERS
-    for kind in ("etcd", "ours"):
+    for kind, least in (("etcd", 1), ("ours", 2)):
         count = system.removeprefix(kind)
         digits = count != system and count.isascii() and count.isdigit()
-        if digits and 1 <= int(count) <= MEMBERS_MAX:
+        if digits and least <= int(count) <= MEMBERS_MAX:
             return kind, int(count)
     raise ValueError(
-        f"unknown system {system!r}: etcd, etcdN or oursN with N from 1 to {MEMBERS_MAX}"
+        f"unknown system {system!r}: etcd, etcdN (N from 1 to {MEMBERS_MAX}) or oursN "
+        f"(N from 2 to {MEMBERS_MAX})"
     )
 
 
