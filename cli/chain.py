@@ -279,14 +279,13 @@ def _diverged(network: Path, results: list[tuple[NodeData, ChainReport]]) -> boo
     was audited; only heights its audit reached are compared.
     """
     verified = [(t, r) for t, r in results if r.ok and r.height > 0]
-    for height in sorted({r.height for _, r in verified}):
-        hashes = set()
-        for target, report in verified:
-            if report.height < height:
-                continue
-            with open_chain(network, target) as chain:
+    heights = sorted({r.height for _, r in verified})
+    hashes: dict[int, set[bytes | None]] = {height: set() for height in heights}
+    for target, report in verified:  # each chain opened once (a running one: one client)
+        with open_chain(network, target) as chain:
+            for height in heights:
+                if height > report.height:
+                    break
                 raw = chain.block_bytes(height - 1)
-            hashes.add(None if raw is None else decode(raw, Block).hash())
-        if len(hashes) > 1:
-            return True
-    return False
+                hashes[height].add(None if raw is None else decode(raw, Block).hash())
+    return any(len(found) > 1 for found in hashes.values())
